@@ -1,0 +1,36 @@
+# energy-edge: the two commands a fresh machine needs are `make run` and `make test`.
+# Both depend on `make install`, which is idempotent and fast when nothing changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Everything pip installs for development; a change to any of these re-runs the install.
+INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt \
+                  $(wildcard modules/*/requirements.txt) $(wildcard modules/*/pyproject.toml) \
+                  scripts/install-system-deps.sh
+
+.PHONY: install run test lint typecheck unit schemas clean
+
+install: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	bash scripts/install-system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e shared -e . \
+	    $(foreach m,$(wildcard modules/*/pyproject.toml),-e $(dir $(m)))
+	touch $(STAMP)
+
+run: install
+	$(BIN)/energy-edge run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest --cov=energy_edge --cov=energy_edge_base --cov-report=term:skip-covered
+
+clean:
+	rm -rf $(VENV) .edge .pytest_cache .mypy_cache .ruff_cache
