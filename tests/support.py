@@ -122,3 +122,45 @@ def trust_ca_for_requests(ca_cert: Path) -> None:
     if pem not in existing:
         _CA_BUNDLE.write_text(existing + pem)
     os.environ["REQUESTS_CA_BUNDLE"] = str(_CA_BUNDLE)
+
+
+class ModuleProcess:
+    """A module script as its own OS process, with the environment IoT Edge would give it."""
+
+    def __init__(self, hub: HubProcess, module_id: str, argv: list[str], extra_env: dict[str, str] | None = None):
+        self.hub = hub
+        self.module_id = module_id
+        self.argv = argv
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> ModuleProcess:
+        env = {**os.environ, **self.hub.module_env(self.module_id), **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=REPO, env=env, text=True, bufsize=1,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                with self._lock:
+                    self.log_lines.append(line.rstrip())
+
+        threading.Thread(target=pump, daemon=True).start()
+        return self
+
+    def output(self) -> str:
+        with self._lock:
+            return "\n".join(self.log_lines)
+
+    def stop(self, timeout_s: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise

@@ -194,7 +194,8 @@ class EdgeHub:
     def update_desired(self, module_id: str, patch: dict[str, Any], etag: str | None = None,
                        replace: bool = False, tags: dict[str, Any] | None = None) -> Twin:
         twin = self.twin(module_id)
-        if etag not in (None, "*", "") and etag.strip('"') != twin.etag:
+        wanted = (etag or "*").strip().strip('"')
+        if wanted != "*" and wanted != twin.etag:
             raise HubError(412, "PreconditionFailed", f"etag {etag} does not match the twin's {twin.etag}")
         notification = twin.replace_desired(patch) if replace else twin.patch_desired(patch)
         if tags:

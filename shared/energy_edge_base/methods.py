@@ -1,0 +1,119 @@
+"""Direct methods as a registry: each method declares a pydantic request and response model.
+
+Answers follow HTTP semantics, as IoT Hub relays them to the caller:
+- 200 with the response model;
+- 400 with the validation errors (field, message) for an invalid payload;
+- 404 with the list of known methods for an unknown method;
+- a handler's own `MethodError` status (e.g. 409 when the device is offline);
+- 500 with an error id, also logged, when a handler fails; the module keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger("energy_edge_base.methods")
+
+Req = TypeVar("Req", bound=BaseModel)
+Resp = TypeVar("Resp", bound=BaseModel)
+
+
+class MethodError(Exception):
+    """A handler's refusal with a status and a message for the caller (not a crash)."""
+
+    def __init__(self, status: int, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    status: int
+    payload: Any
+
+
+@dataclass(frozen=True)
+class MethodSpec(Generic[Req, Resp]):
+    name: str
+    request_model: type[Req]
+    response_model: type[Resp]
+    handler: Callable[[Req], Awaitable[Resp]]
+    description: str
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as `{field, message}` pairs a caller can act on."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(payload)", "message": err["msg"]}
+        for err in exc.errors()
+    ]
+
+
+class MethodRegistry:
+    def __init__(self) -> None:
+        self._methods: dict[str, MethodSpec[Any, Any]] = {}
+        self.on_result: list[Callable[[str, int], None]] = []  # metrics hook: (method, status)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def register(self, name: str, request_model: type[Req], response_model: type[Resp],
+                 handler: Callable[[Req], Awaitable[Resp]], description: str = "") -> None:
+        if name in self._methods:
+            raise ValueError(f"method {name!r} registered twice")
+        self._methods[name] = MethodSpec(name, request_model, response_model, handler, description)
+
+    def method(self, name: str, request_model: type[Req], response_model: type[Resp], description: str = ""
+               ) -> Callable[[Callable[[Req], Awaitable[Resp]]], Callable[[Req], Awaitable[Resp]]]:
+        """Decorator form of `register`."""
+
+        def decorate(handler: Callable[[Req], Awaitable[Resp]]) -> Callable[[Req], Awaitable[Resp]]:
+            self.register(name, request_model, response_model, handler, description or (handler.__doc__ or ""))
+            return handler
+
+        return decorate
+
+    def describe(self) -> dict[str, Any]:
+        """Method names with their request/response JSON Schemas (for docs and the operator CLI)."""
+        return {
+            name: {
+                "description": spec.description.strip(),
+                "request": spec.request_model.model_json_schema(),
+                "response": spec.response_model.model_json_schema(),
+            }
+            for name, spec in sorted(self._methods.items())
+        }
+
+    async def dispatch(self, name: str, payload: Any) -> MethodResult:
+        result = await self._dispatch(name, payload)
+        for hook in self.on_result:
+            hook(name if name in self._methods else "(unknown)", result.status)
+        return result
+
+    async def _dispatch(self, name: str, payload: Any) -> MethodResult:
+        spec = self._methods.get(name)
+        if spec is None:
+            return MethodResult(404, {"error": f"unknown method {name!r}", "known_methods": self.names})
+        try:
+            # No payload arrives as None from the device SDK, or as "" from some service callers.
+            request = spec.request_model.model_validate({} if payload in (None, "") else payload)
+        except ValidationError as exc:
+            errors = validation_errors(exc)
+            return MethodResult(400, {"error": f"invalid payload for {name!r}", "errors": errors})
+        try:
+            response = await spec.handler(request)
+        except MethodError as exc:
+            return MethodResult(exc.status, {"error": str(exc), **exc.details})
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("method %s failed (error id %s)", name, error_id)
+            return MethodResult(500, {"error": f"method {name!r} failed", "error_id": error_id})
+        return MethodResult(200, spec.response_model.model_validate(response).model_dump(mode="json"))
