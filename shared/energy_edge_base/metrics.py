@@ -8,40 +8,39 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 class ModuleMetrics:
     def __init__(self, module: str) -> None:
         self.module = module
-        self.registry = CollectorRegistry()
-        labels = {"registry": self.registry}
+        self.registry = reg = CollectorRegistry()
         self.messages_sent = Counter(
-            "energy_edge_messages_sent_total", "Messages handed to edgeHub, by output.", ["output"], **labels
+            "energy_edge_messages_sent_total", "Messages handed to edgeHub, by output.", ["output"], registry=reg
         )
         self.messages_received = Counter(
-            "energy_edge_messages_received_total", "Messages received on inputs, by input.", ["input"], **labels
+            "energy_edge_messages_received_total", "Messages received on inputs, by input.", ["input"], registry=reg
         )
         self.messages_dropped = Counter(
             "energy_edge_messages_dropped_total",
             "Messages dropped, by reason (outbox_full: oldest dropped while disconnected; invalid: bad input).",
-            ["reason"], **labels,
+            ["reason"], registry=reg,
         )
-        self.outbox_depth = Gauge("energy_edge_outbox_messages", "Messages waiting in the outbox.", **labels)
+        self.outbox_depth = Gauge("energy_edge_outbox_messages", "Messages waiting in the outbox.", registry=reg)
         self.method_calls = Counter(
             "energy_edge_method_calls_total", "Direct method calls, by method and status.", ["method", "status"],
-            **labels,
+            registry=reg,
         )
         self.twin_config = Counter(
-            "energy_edge_twin_config_total", "Desired configurations handled, by result.", ["result"], **labels
+            "energy_edge_twin_config_total", "Desired configurations handled, by result.", ["result"], registry=reg
         )
         self.device_poll_seconds = Histogram(
             "energy_edge_device_poll_seconds", "Duration of one device poll.", ["asset_id"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), **labels,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=reg,
         )
         self.device_errors = Counter(
             "energy_edge_device_errors_total",
             "Device I/O errors, by kind (unavailable: transport; rejected: Modbus exception reply).",
-            ["asset_id", "kind"], **labels,
+            ["asset_id", "kind"], registry=reg,
         )
         self.device_online = Gauge(
-            "energy_edge_device_online", "1 when the device answers, 0 when it does not.", ["asset_id"], **labels
+            "energy_edge_device_online", "1 when the device answers, 0 when it does not.", ["asset_id"], registry=reg
         )
-        self.hub_connected = Gauge("energy_edge_hub_connected", "1 while connected to edgeHub.", **labels)
+        self.hub_connected = Gauge("energy_edge_hub_connected", "1 while connected to edgeHub.", registry=reg)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
-
 from energy_edge.hub.store import query_upstream
+
 from tests.support import HubProcess, ModuleProcess, registry_manager
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,8 @@ def test_start_applies_and_reports_the_manifest_configuration(site: tuple[HubPro
 @pytest.mark.parametrize(
     ("method", "payload", "status", "check"),
     [
-        ("set_setpoint", {"setpoint_kw": 10}, 200, lambda p: p == {"requested_kw": 10, "applied_kw": 10, "clamped": False}),
+        ("set_setpoint", {"setpoint_kw": 10}, 200,
+         lambda p: p == {"requested_kw": 10, "applied_kw": 10, "clamped": False}),
         ("set_setpoint", {"setpoint_kw": 100}, 200, lambda p: p["applied_kw"] == 40 and p["clamped"]),
         ("set_setpoint", {"setpoint_kw": "lots"}, 400, lambda p: p["errors"][0]["field"] == "setpoint_kw"),
         ("set_setpoint", {}, 400, lambda p: p["errors"][0]["field"] == "setpoint_kw"),

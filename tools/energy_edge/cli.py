@@ -67,7 +67,9 @@ def _load_hub_json(data_dir: str) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(path.read_text())
         return doc
     except FileNotFoundError:
-        raise SystemExit(f"energy-edge: no {path}; start the emulator first (energy-edge hub --data-dir {data_dir})")
+        raise SystemExit(
+            f"energy-edge: no {path}; start the emulator first (energy-edge hub --data-dir {data_dir})"
+        ) from None
 
 
 def _hub_messages(args: argparse.Namespace) -> int:
@@ -88,7 +90,8 @@ def _hub_messages(args: argparse.Namespace) -> int:
     for r in records:
         body = r.body.decode("utf-8", "replace")
         body = body if len(body) <= 80 else body[:77] + "..."
-        print(f"{r.enqueued_time:<25} {r.module_id or '':<22} {r.output_name or '':<12} {r.message_type or '':<18} {body}")
+        print(f"{r.enqueued_time:<25} {r.module_id or '':<22} {r.output_name or '':<12} "
+              f"{r.message_type or '':<18} {body}")
     print(f"{len(records)} message(s)")
     return 0
 

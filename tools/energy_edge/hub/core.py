@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 import secrets
@@ -323,7 +324,7 @@ class EdgeHub:
                 inflight.add(queued.id)
                 last_id = queued.id
                 link.publish(self._input_topic(queued), queued.message.body, qos=1,
-                             on_ack=lambda row_id=queued.id: on_ack(row_id))
+                             on_ack=functools.partial(on_ack, queued.id))
 
     def _input_topic(self, queued: QueuedMessage) -> str:
         msg = queued.message

@@ -86,7 +86,8 @@ def _authorize(request: web.Request, device_id: str | None = None) -> str:
 
 def _check_device(hub: EdgeHub, device_id: str) -> None:
     if device_id != hub.device_id:
-        raise HubError(404, "DeviceNotFound", f"device {device_id!r} is not registered (this hub has {hub.device_id!r})")
+        raise HubError(404, "DeviceNotFound",
+                       f"device {device_id!r} is not registered (this hub has {hub.device_id!r})")
 
 
 async def get_twin(request: web.Request) -> web.Response:
@@ -108,7 +109,7 @@ async def update_twin(request: web.Request) -> web.Response:
     properties = body.get("properties") or {}
     if not isinstance(properties, dict):
         raise HubError(400, "ArgumentInvalid", "properties must be an object")
-    if "reported" in properties and properties["reported"]:
+    if properties.get("reported"):
         raise HubError(400, "ArgumentInvalid", "properties.reported cannot be set by the service")
     desired = properties.get("desired")
     replace = request.method == "PUT"

@@ -14,8 +14,8 @@ from energy_edge.hub import identity, topics
 from energy_edge.hub.core import EdgeHub, HubError
 from energy_edge.hub.mqtt_codec import (
     Bare,
-    Connect,
     ConnackCode,
+    Connect,
     MqttProtocolError,
     PacketIdOnly,
     PacketType,
