@@ -329,9 +329,9 @@ def _parse(text: str, start: str) -> Tree[Token]:
         token = exc.token
         if token.type == "$END":
             lines = text.split("\n")
-            position = Token("$END", "", 0, len(lines), len(lines[-1]) + 1)
-            raise _CompileError(f"unexpected end of {start}", position) from None
-        if token.type == "UNKNOWN_CHAR":
+            token = Token("$END", "", 0, len(lines), len(lines[-1]) + 1)
+            reason = f"unexpected end of {start}"
+        elif token.type == "UNKNOWN_CHAR":
             reason = f"invalid symbol {token.value!r}"
         elif token.type == "UNTERMINATED_STRING":
             reason = "unterminated string"
@@ -750,7 +750,7 @@ class _Executor:
                 g is self.params[min(i, fixed)] or (self.query_ok and g is _Q) for i, g in enumerate(given)
             )
         return len(given) == len(self.params) and all(
-            _matches(t, g, self.query_ok) for t, g in zip(self.params, given)
+            _matches(t, g, self.query_ok) for t, g in zip(self.params, given, strict=True)
         )
 
 
@@ -1169,7 +1169,7 @@ class _Compiler:
             return self._twin_change_includes(name_token, args_tree)
         if name not in _BUILTINS:
             raise _CompileError(f"unknown function {str(name_token)!r}", name_token)
-        args = [] if args_tree is None else [self.compile(a) for a in args_tree.children[::2]]  # type: ignore[arg-type]
+        args = [self.compile(a) for a in args_tree.children[::2]] if isinstance(args_tree, Tree) else []  # type: ignore[arg-type]
         return self._call_builtin(name_token, name, args)
 
     def _call_builtin(self, token: Token, name: str, args: list[_Node]) -> _Node:
@@ -1370,7 +1370,7 @@ def _endpoint(sink: Tree[Token]) -> Endpoint:
     parts = address.split("/")
     if not address or len(parts) != 4:
         raise _CompileError(
-            f"BrokeredEndpoint address {str(argument)} must read \"/modules/{{module}}/inputs/{{input}}\"",
+            f"BrokeredEndpoint address {argument!s} must read \"/modules/{{module}}/inputs/{{input}}\"",
             argument,
         )
     return Endpoint("module_input", parts[1], parts[3])
@@ -1399,7 +1399,7 @@ def parse_route(name: str, spec: str | Mapping[str, Any]) -> Route:
         raise RouteError(name, "the route is empty")
     try:
         tree = _parse(text, "route")
-        _select_, _star, _from, path, _where, where_expr, _into, sink = tree.children
+        _select, _star, _from, path, _where, where_expr, _into, sink = tree.children
         assert isinstance(path, Tree) and isinstance(sink, Tree)
         source = "".join(str(t) for t in path.children)
         endpoint = _endpoint(sink)
