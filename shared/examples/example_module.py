@@ -12,9 +12,10 @@ import datetime as dt
 import logging
 import sys
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from energy_edge_base.config import ConfigRejected
 from energy_edge_base.runtime import EdgeModule, run_module
-from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger("example")
 

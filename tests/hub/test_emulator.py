@@ -16,10 +16,10 @@ import paho.mqtt.client as paho
 import pytest
 from azure.iot.device import Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
-from energy_edge.hub import identity
-from energy_edge.hub.store import query_upstream
 from msrest.exceptions import HttpOperationError
 
+from energy_edge.hub import identity
+from energy_edge.hub.store import query_upstream
 from tests.conftest import FIXTURES
 from tests.support import ENERGY_EDGE, REPO, HubProcess, module_client, registry_manager
 

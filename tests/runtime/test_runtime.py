@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
-from energy_edge.hub.store import query_upstream
 
+from energy_edge.hub.store import query_upstream
 from tests.support import HubProcess, ModuleProcess, registry_manager
 
 pytestmark = pytest.mark.integration

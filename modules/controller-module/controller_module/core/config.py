@@ -1,0 +1,65 @@
+"""The controller's configuration (its twin's desired properties)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ControllerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="controller module configuration")
+
+    site_id: str = Field("site-1", min_length=1, description="Site this controller runs.")
+    cycle_s: float = Field(1.0, ge=0.1, le=60, description="Control cycle, seconds.")
+    # peak shaving
+    peak_shaving_enabled: bool = Field(True, description="Keep the 15-minute average grid import under the limit.")
+    import_limit_kw: float | None = Field(
+        None, ge=0, le=1_000_000,
+        description="Contracted import limit, kW. None: plan it from the forecast and the month's peak.",
+    )
+    limit_margin_kw: float = Field(2.0, ge=0, le=10_000, description="Aim this far below the limit, kW.")
+    reserve_soc_pct: float = Field(
+        30.0, ge=0, le=100, description="State of charge kept for peaks; balancing does not discharge below it, %."
+    )
+    min_soc_pct: float = Field(5.0, ge=0, le=100, description="Peak shaving discharges down to this, %.")
+    max_soc_pct: float = Field(95.0, ge=0, le=100, description="Charging stops here, %.")
+    recharge_kw: float = Field(
+        20.0, ge=0, le=1_000_000, description="Grid charging power used to refill the reserve below the limit, kW."
+    )
+    # balancing
+    balancing_enabled: bool = Field(True, description="Self-consumption: steer grid import toward grid_setpoint_kw.")
+    grid_setpoint_kw: float = Field(0.0, ge=-1_000_000, le=1_000_000, description="Balancing target, kW import.")
+    deadband_kw: float = Field(1.0, ge=0, le=10_000, description="Balancing ignores errors smaller than this, kW.")
+    hysteresis_kw: float = Field(
+        3.0, ge=0, le=10_000, description="Balancing changes between charge and discharge only past this, kW."
+    )
+    ramp_kw_per_s: float = Field(20.0, gt=0, le=1_000_000, description="Balancing setpoint ramp limit, kW/s.")
+    # export limit
+    max_export_kw: float | None = Field(
+        None, ge=0, le=1_000_000, description="Largest export allowed, kW; PV is curtailed beyond it. None: no limit."
+    )
+    # boiler
+    boiler_enabled: bool = Field(True, description="Use the boiler to soak up PV surplus.")
+    boiler_normal_setpoint_c: float = Field(55.0, ge=0, le=120, description="Thermostat setpoint without surplus, °C.")
+    boiler_soak_setpoint_c: float = Field(80.0, ge=0, le=120, description="Setpoint while soaking up PV, °C.")
+    # fail-safe
+    meter_stale_s: float = Field(
+        10.0, gt=0, le=3600, description="Meter data older than this puts the batteries on hold, seconds."
+    )
+    asset_stale_s: float = Field(
+        30.0, gt=0, le=3600, description="Asset telemetry older than this leaves the asset out of allocation, s."
+    )
+    command_refresh_s: float = Field(
+        20.0, gt=0, le=3600, description="Re-send unchanged setpoints this often (keeps asset watchdogs fed), s."
+    )
+    command_deadband_kw: float = Field(0.5, ge=0, le=10_000, description="Smaller setpoint changes are not sent, kW.")
+    # reporting
+    summary_interval_s: float = Field(60.0, ge=1, le=86_400, description="Site summary upstream every, seconds.")
+    capability_refresh_s: float = Field(
+        900.0, ge=10, le=86_400, description="Capability status is re-sent upstream at least this often, seconds."
+    )
+
+    @model_validator(mode="after")
+    def _soc_order(self) -> ControllerConfig:
+        if not self.min_soc_pct <= self.reserve_soc_pct <= self.max_soc_pct:
+            raise ValueError("need min_soc_pct <= reserve_soc_pct <= max_soc_pct")
+        return self

@@ -1,0 +1,409 @@
+"""One control cycle: read the site, guard, compute, decide. Pure: same inputs, same decision.
+
+Priorities, highest first, each a constraint on the site battery power P (+ discharge):
+
+1. safety       P within what the online batteries can do at their state of charge; stale meter → hold
+2. dispatch     an operator's site dispatch fixes P for its duration (per-asset dispatch fixes that unit)
+3. peak         P ≥ g − (limit − margin): keeps import under the limit (and caps charging by the headroom)
+4. export limit P ≤ g + max_export: never discharge into export beyond the limit
+5. balancing    the preferred P inside what is left: toward the grid setpoint, above the reserve, with
+                deadband, hysteresis and a ramp so it never flickers between charge and discharge
+6. boiler       soaks up the PV surplus the batteries leave, holds off during peaks
+
+where g is the import with neither the batteries nor discretionary heating. PV is curtailed only
+if export still exceeds the limit after batteries and boilers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from controller_module.core.allocation import Unit, derated_limits, split
+from controller_module.core.capability import CapabilityState, SourceReading, combine
+from controller_module.core.config import ControllerConfig
+from controller_module.core.constraints import Interval
+from controller_module.core.planner import BatteryEnvelope, LoadHistory, plan_threshold
+from controller_module.core.state import QUARTER_S, QuarterTracker, SiteState
+
+
+class Mode(str, Enum):
+    FAIL_SAFE = "fail_safe"
+    DISPATCH = "dispatch"
+    PEAK_SHAVING = "peak_shaving"
+    BALANCING = "balancing"
+    IDLE = "idle"
+
+
+class BoilerMode(str, Enum):
+    NORMAL = "normal"  # its own thermostat at the normal setpoint, full power
+    SOAK = "soak"  # heat with PV surplus up to the soak setpoint, at a power limit
+    HOLD = "hold"  # heater off during a peak
+
+
+@dataclass(frozen=True)
+class BoilerCommand:
+    mode: BoilerMode
+    power_kw: float  # heater power limit (SOAK), rating (NORMAL), 0 (HOLD)
+    setpoint_c: float
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """An operator's override: `asset_id` None = the whole site's batteries."""
+
+    power_kw: float
+    until: dt.datetime
+    asset_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    mode: Mode
+    reason: str
+    grid_import_kw: float | None
+    grid_import_avg_15min_kw: float | None
+    quarter_avg_kw: float | None
+    month_peak_kw: float
+    limit_kw: float | None
+    limit_source: str  # "twin" | "planned" | "none"
+    target_kw: float | None  # what the controller aims at now (limit − margin, ≥ month peak when planned)
+    margin_kw: float | None  # limit − 15-min average: how close to the limit the site runs
+    battery_kw: float
+    limited_by: tuple[str, ...]
+    capabilities: dict[str, CapabilityState]
+
+
+@dataclass(frozen=True)
+class Decision:
+    battery_kw: dict[str, float]  # asset id → setpoint, + discharge
+    solar_limit_kw: dict[str, float | None]  # asset id → output limit, None = unlimited
+    boiler: dict[str, BoilerCommand]
+    status: Status
+
+
+@dataclass
+class Memory:
+    """What the controller carries from cycle to cycle (and persists across restarts)."""
+
+    quarters: QuarterTracker = field(default_factory=QuarterTracker)
+    history: LoadHistory = field(default_factory=LoadHistory)
+    net_quarter: QuarterTracker = field(default_factory=QuarterTracker)  # net load without battery, for history
+    balance_kw: float = 0.0
+    balance_direction: int = 0  # last balancing direction: −1 charging, +1 discharging, 0 none
+    idle_since: dt.datetime | None = None
+    last_time: dt.datetime | None = None
+    dispatches: list[Dispatch] = field(default_factory=list)
+    planned_threshold_kw: float | None = None
+    planned_at: dt.datetime | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {"quarters": self.quarters.to_record(), "history": self.history.to_record()}
+
+    def restore(self, record: dict[str, Any]) -> None:
+        self.quarters.restore(record.get("quarters", {}))
+        if "history" in record:
+            self.history = LoadHistory.from_record(record["history"])
+
+
+PLAN_EVERY = dt.timedelta(minutes=15)
+REVERSAL_MEMORY = dt.timedelta(minutes=5)
+PLAN_HORIZON_QUARTERS = 96
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, memory: Memory | None = None) -> None:
+        self.config = config
+        self.memory = memory or Memory()
+
+    # ------------------------------------------------------------ the cycle
+
+    def step(self, site: SiteState) -> Decision:
+        cfg, mem = self.config, self.memory
+        now = site.now
+        dt_s = (now - mem.last_time).total_seconds() if mem.last_time else cfg.cycle_s
+        mem.last_time = now
+        mem.dispatches = [d for d in mem.dispatches if d.until > now]
+
+        meter = site.meter
+        if meter is None or not meter.online or meter.age_s > cfg.meter_stale_s:
+            why = "no meter" if meter is None else ("meter offline" if not meter.online else "meter data stale")
+            return self._fail_safe(site, why)
+
+        # read: import without batteries and without discretionary (soaking) heating
+        batteries = [b for b in site.batteries if b.online and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
+        p_now = sum(b.power_kw for b in batteries)
+        heat_now = -site.boiler_power_kw
+        g = meter.grid_import_kw + p_now
+        g_flex = g - self._soaking_kw(site, heat_now)
+        mem.quarters.add(now, meter.grid_import_kw)
+        self._learn(now, g)
+
+        # per-asset dispatch: those units are fixed and leave the automatic allocation
+        fixed = {d.asset_id: d.power_kw for d in mem.dispatches if d.asset_id}
+        free = [b for b in batteries if b.asset_id not in fixed]
+        units = self._units(free)
+        p_fixed = sum(self._clamp_unit(b, fixed[b.asset_id]) for b in batteries if b.asset_id in fixed)
+
+        # guard + compute: narrow the interval by priority
+        box = Interval(-sum(u.max_charge_kw for u in units), sum(u.max_discharge_kw for u in units))
+        box.trace.append(("safety", box.low, box.high))
+        site_dispatch = next((d for d in mem.dispatches if d.asset_id is None), None)
+        if site_dispatch:
+            box.exactly(site_dispatch.power_kw - p_fixed, "dispatch")
+        limit_kw, limit_source = self._limit(now, site, units)
+        target_kw = None
+        peak_need = float("-inf")
+        if cfg.peak_shaving_enabled and limit_kw is not None:
+            target_kw = limit_kw - cfg.limit_margin_kw
+            peak_need = g_flex - p_fixed - target_kw
+            box.at_least(peak_need, "peak_shaving")
+        if cfg.max_export_kw is not None:
+            box.at_most(g_flex - p_fixed + cfg.max_export_kw, "export_limit")
+        wanted = self._balancing(g_flex - p_fixed, units, dt_s, peak_need, now)
+        p_free = box.pick(wanted)
+        mem.balance_kw = p_free
+
+        # write: allocation, boilers, PV
+        setpoints = split(p_free, units, cfg.min_soc_pct, cfg.max_soc_pct)
+        for b in batteries:
+            if b.asset_id in fixed:
+                setpoints[b.asset_id] = self._clamp_unit(b, fixed[b.asset_id])
+        p_total = sum(setpoints.values())
+        headroom_kw = float("inf") if target_kw is None else target_kw - (g_flex - p_total)
+        boilers, soak_kw = self._boilers(site, g_flex - p_total, headroom_kw)
+        solar = self._curtail(site, g_flex + soak_kw - p_total)
+
+        mode = self._mode(site_dispatch is not None or bool(fixed), peak_need > 0, p_total)
+        status = self._status(site, mode, _reason(mode, box), limit_kw, limit_source, target_kw, p_total, box)
+        return Decision(setpoints, solar, boilers, status)
+
+    # ------------------------------------------------------------ pieces
+
+    def _fail_safe(self, site: SiteState, why: str) -> Decision:
+        self.memory.balance_kw, self.memory.balance_direction = 0.0, 0
+        hold = {b.asset_id: 0.0 for b in site.batteries if b.online}
+        boilers = {b.asset_id: self._normal(b) for b in site.boilers if b.online}
+        solar: dict[str, float | None] = {s.asset_id: None for s in site.solars if s.online}
+        status = self._status(site, Mode.FAIL_SAFE, why, self.config.import_limit_kw,
+                              "twin" if self.config.import_limit_kw is not None else "none", None, 0.0, None)
+        return Decision(hold, solar, boilers, status)
+
+    def _soaking_kw(self, site: SiteState, heat_now: float) -> float:
+        """Heating that is ours to move: boilers currently above their normal setpoint band."""
+        cfg = self.config
+        soaking = 0.0
+        for b in site.boilers:
+            if b.online and b.water_temp_c is not None and b.water_temp_c > cfg.boiler_normal_setpoint_c + 1:
+                soaking += -b.power_kw
+        return min(soaking, heat_now)
+
+    def _units(self, batteries: list[Any]) -> list[Unit]:
+        cfg = self.config
+        units = []
+        for b in batteries:
+            charge, discharge = derated_limits(b.soc_pct, b.max_charge_kw, b.max_discharge_kw, cfg.min_soc_pct,
+                                               cfg.max_soc_pct)
+            units.append(Unit(b.asset_id, b.soc_pct, b.capacity_kwh or 0.0, charge, discharge))
+        return units
+
+    def _clamp_unit(self, battery: Any, power_kw: float) -> float:
+        charge, discharge = derated_limits(battery.soc_pct, battery.max_charge_kw, battery.max_discharge_kw,
+                                           self.config.min_soc_pct, self.config.max_soc_pct)
+        return max(-charge, min(discharge, power_kw))
+
+    def _learn(self, now: dt.datetime, net_kw: float) -> None:
+        """Feed the history with completed quarters of net load (import without the battery)."""
+        tracker = self.memory.net_quarter
+        before = len(tracker.completed)
+        tracker.add(now, net_kw)
+        if len(tracker.completed) > before:
+            start_s, avg = tracker.completed[-1]
+            self.memory.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), avg)
+
+    def _limit(self, now: dt.datetime, site: SiteState, units: list[Unit]) -> tuple[float | None, str]:
+        cfg, mem = self.config, self.memory
+        if cfg.import_limit_kw is not None:
+            return cfg.import_limit_kw, "twin"
+        if mem.planned_at is None or now - mem.planned_at >= PLAN_EVERY:
+            mem.planned_at = now
+            start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+            forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
+            if forecast is not None and units:
+                envelope = BatteryEnvelope(
+                    energy_kwh=sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
+                    capacity_kwh=sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
+                    max_charge_kw=sum(u.max_charge_kw for u in units),
+                    max_discharge_kw=sum(u.max_discharge_kw for u in units),
+                )
+                mem.planned_threshold_kw = plan_threshold(forecast, envelope)
+        if mem.planned_threshold_kw is None:
+            return None, "none"
+        return max(mem.planned_threshold_kw, mem.quarters.month_peak_kw), "planned"
+
+    def _balancing(self, g_free: float, units: list[Unit], dt_s: float, peak_need: float, now: dt.datetime
+                   ) -> float:
+        """Self-consumption preference, filtered so it cannot flicker (deadband, hysteresis, ramp)."""
+        cfg, mem = self.config, self.memory
+        if not units:
+            mem.balance_direction = 0
+            return 0.0
+        error = g_free - cfg.grid_setpoint_kw  # + deficit → discharge; − surplus → charge
+        wanted = 0.0
+        if cfg.balancing_enabled and abs(error) > cfg.deadband_kw:
+            wanted = error
+        # during a peak the battery's energy belongs to the peak: balancing does not add to it
+        if peak_need > 0:
+            wanted = min(wanted, peak_need)
+        # balancing spends only the energy above the reserve
+        above_reserve = [u for u in units if u.soc_pct > cfg.reserve_soc_pct]
+        wanted = min(wanted, sum(u.max_discharge_kw for u in above_reserve))
+        # refill the reserve from the grid while there is headroom under the limit
+        if any(u.soc_pct < cfg.reserve_soc_pct for u in units) and cfg.recharge_kw > 0:
+            headroom = -peak_need if peak_need != float("-inf") else cfg.recharge_kw
+            wanted = min(wanted, -min(cfg.recharge_kw, max(0.0, headroom)))
+        # hysteresis: reversing the last direction needs more than the hysteresis band; the last
+        # direction is remembered through idle spells (that is what stops charge/idle/discharge
+        # flicker) and forgotten after REVERSAL_MEMORY of idling
+        direction = 0 if abs(wanted) < 1e-9 else (1 if wanted > 0 else -1)
+        if mem.balance_direction and direction == -mem.balance_direction and abs(wanted) < cfg.hysteresis_kw:
+            wanted, direction = 0.0, 0
+        # ramp
+        step = cfg.ramp_kw_per_s * max(dt_s, 0.0)
+        wanted = max(mem.balance_kw - step, min(mem.balance_kw + step, wanted))
+        if abs(wanted) > 1e-9:
+            mem.balance_direction = 1 if wanted > 0 else -1
+            mem.idle_since = None
+        elif mem.idle_since is None:
+            mem.idle_since = now
+        elif now - mem.idle_since > REVERSAL_MEMORY:
+            mem.balance_direction = 0
+        return wanted
+
+    def _normal(self, boiler: Any) -> BoilerCommand:
+        return BoilerCommand(BoilerMode.NORMAL, boiler.rated_kw or 0.0, self.config.boiler_normal_setpoint_c)
+
+    def _boilers(self, site: SiteState, import_after_batteries: float, headroom_kw: float
+                 ) -> tuple[dict[str, BoilerCommand], float]:
+        """Soak up the surplus the batteries leave; hold off when heating would push import past the
+        target, unless the water is too cold. Hold and release use the same test (would the heater's
+        full power fit under the target?), so a boiler does not toggle as its own draw comes and goes."""
+        cfg = self.config
+        commands: dict[str, BoilerCommand] = {}
+        surplus = max(0.0, -import_after_batteries)
+        soak_total = 0.0
+        for b in site.boilers:
+            if not b.online or b.age_s > cfg.asset_stale_s:
+                continue
+            temp = b.water_temp_c
+            low = b.min_temp_c if b.min_temp_c is not None else cfg.boiler_normal_setpoint_c - 10
+            soak_setpoint = min(cfg.boiler_soak_setpoint_c, b.max_temp_c or cfg.boiler_soak_setpoint_c)
+            own_draw = max(0.0, -b.power_kw)
+            if headroom_kw + own_draw < (b.rated_kw or 0.0) and temp is not None and temp > low + 1:
+                commands[b.asset_id] = BoilerCommand(BoilerMode.HOLD, 0.0, cfg.boiler_normal_setpoint_c)
+            elif cfg.boiler_enabled and surplus > cfg.deadband_kw and temp is not None and temp < soak_setpoint - 1:
+                power = round(min(b.rated_kw or 0.0, surplus), 1)
+                surplus -= power
+                soak_total += power
+                commands[b.asset_id] = BoilerCommand(BoilerMode.SOAK, power, soak_setpoint)
+            else:
+                commands[b.asset_id] = self._normal(b)
+        return commands, soak_total
+
+    def _curtail(self, site: SiteState, import_after_all: float) -> dict[str, float | None]:
+        """PV output limits: only when export would still exceed the limit (split by rating)."""
+        cfg = self.config
+        solars = [s for s in site.solars if s.online and s.age_s <= cfg.asset_stale_s]
+        if cfg.max_export_kw is None or not solars:
+            return {s.asset_id: None for s in solars}
+        excess = -import_after_all - cfg.max_export_kw  # > 0: too much export
+        curtailed = any(s.limit_pct is not None and s.limit_pct < 100 for s in solars)
+        if excess <= 0 and not curtailed:
+            return {s.asset_id: None for s in solars}
+        pv_now = sum(max(0.0, s.power_kw) for s in solars)
+        rated = [s.rated_kw or max(s.power_kw, 1.0) for s in solars]
+        total_limit = pv_now - excess
+        if total_limit >= sum(rated) - 1e-6:
+            return {s.asset_id: None for s in solars}
+        total_limit = max(0.0, total_limit)
+        return {s.asset_id: round(total_limit * r / sum(rated), 2) for s, r in zip(solars, rated, strict=True)}
+
+    def _mode(self, dispatched: bool, peak_active: bool, p_total: float) -> Mode:
+        if dispatched:
+            return Mode.DISPATCH
+        if peak_active:
+            return Mode.PEAK_SHAVING
+        if abs(p_total) > 1e-6:
+            return Mode.BALANCING
+        return Mode.IDLE
+
+    def _status(self, site: SiteState, mode: Mode, reason: str, limit_kw: float | None, limit_source: str,
+                target_kw: float | None, battery_kw: float, box: Interval | None) -> Status:
+        mem = self.memory
+        avg = site.grid_import_avg_15min_kw
+        quarter_avg = mem.quarters.quarter_average_kw()
+        return Status(
+            mode=mode,
+            reason=reason,
+            grid_import_kw=site.meter.grid_import_kw if site.meter else None,
+            grid_import_avg_15min_kw=avg,
+            quarter_avg_kw=quarter_avg,
+            month_peak_kw=mem.quarters.month_peak_kw,
+            limit_kw=limit_kw,
+            limit_source=limit_source,
+            target_kw=target_kw,
+            margin_kw=None if limit_kw is None or avg is None else round(limit_kw - avg, 3),
+            battery_kw=round(battery_kw, 3),
+            limited_by=tuple(dict.fromkeys(box.limited_by)) if box else (),
+            capabilities=self._capabilities(site, mode, limit_kw),
+        )
+
+    def _capabilities(self, site: SiteState, mode: Mode, limit_kw: float | None) -> dict[str, CapabilityState]:
+        """The controller's own view, combined with the external microgrid controller's booleans."""
+        cfg = self.config
+        has_batteries = any(b.online for b in site.batteries)
+        if mode is Mode.FAIL_SAFE:
+            own_peak = SourceReading("controller", False, "fail-safe: " + ("meter data missing or stale"))
+        elif not cfg.peak_shaving_enabled:
+            own_peak = SourceReading("controller", False, "peak shaving disabled in the configuration")
+        elif limit_kw is None:
+            own_peak = SourceReading("controller", False, "no import limit (configured or planned)")
+        elif not has_batteries:
+            own_peak = SourceReading("controller", False, "no battery online")
+        else:
+            own_peak = SourceReading("controller", True, f"guarding {limit_kw:g} kW")
+        der_assets = [a for a in (*site.batteries, *site.solars) if a.online]
+        if mode is Mode.FAIL_SAFE:
+            own_der = SourceReading("controller", False, "fail-safe: batteries on hold")
+        elif der_assets:
+            own_der = SourceReading("controller", True, f"{len(der_assets)} DER asset(s) under control")
+        else:
+            own_der = SourceReading("controller", False, "no DER asset online")
+        meter = site.meter
+        external_source = meter.asset_id if meter else "microgrid-controller"
+        ext_online = bool(meter and meter.online)
+        ext_peak = SourceReading(external_source, meter.peak_shaving_active if ext_online and meter else None,
+                                 "reported by the site controller")
+        ext_der = SourceReading(external_source, meter.der_active if ext_online and meter else None,
+                                "reported by the site controller")
+        return {
+            "PEAK_SHAVING": combine("PEAK_SHAVING", [own_peak, ext_peak], site.now),
+            "DER": combine("DER", [own_der, ext_der], site.now),
+        }
+
+
+def _reason(mode: Mode, box: Interval) -> str:
+    limited = f" (limited by {', '.join(dict.fromkeys(box.limited_by))})" if box.limited_by else ""
+    return {
+        Mode.DISPATCH: "operator dispatch",
+        Mode.PEAK_SHAVING: "import above target: discharging",
+        Mode.BALANCING: "self-consumption",
+        Mode.IDLE: "nothing to do",
+        Mode.FAIL_SAFE: "fail-safe",
+    }[mode] + limited
+
+
+__all__ = ["BoilerCommand", "BoilerMode", "CapabilityState", "Controller", "Decision", "Dispatch", "Memory",
+           "Mode", "SourceReading", "Status", "combine"]

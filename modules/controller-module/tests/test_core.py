@@ -1,0 +1,192 @@
+"""Cycle tables for the decision core: site state in, setpoints and status out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+from typing import Any
+
+import pytest
+
+from controller_module.core.allocation import Unit, split
+from controller_module.core.config import ControllerConfig
+from controller_module.core.controller import BoilerMode, Controller, Dispatch, Mode
+from controller_module.core.planner import BatteryEnvelope, holds, plan_threshold
+from controller_module.core.state import BatteryView, BoilerView, MeterView, SiteState, SolarView, TimeAverage
+
+T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def battery(asset_id: str = "bat-1", soc: float = 50, power: float = 0, online: bool = True, cap: float = 200,
+            kw: float = 100) -> BatteryView:
+    return BatteryView(asset_id, online, power, soc, cap, kw, kw)
+
+
+def meter(grid: float, age: float = 0, online: bool = True, ps: bool | None = False, der: bool | None = False
+          ) -> MeterView:
+    return MeterView("pcc-1", online, grid, ps, der, None, age)
+
+
+def boiler(temp: float = 60, power: float = 0) -> BoilerView:
+    return BoilerView("boiler-1", True, power, temp, 45, 85, 30)
+
+
+def solar(power: float = 0) -> SolarView:
+    return SolarView("solar-1", True, power, 200, None)
+
+
+def site(grid: float, batteries: tuple[BatteryView, ...] = (), boilers: tuple[BoilerView, ...] = (),
+         solars: tuple[SolarView, ...] = (), m: MeterView | None = None, now: dt.datetime = T0) -> SiteState:
+    return SiteState(now, m or meter(grid), batteries, solars, boilers)
+
+
+def config(**overrides: Any) -> ControllerConfig:
+    base: dict[str, Any] = {"import_limit_kw": 150, "limit_margin_kw": 2, "ramp_kw_per_s": 1000, "deadband_kw": 1}
+    return ControllerConfig(**{**base, **overrides})
+
+
+CASES = [
+    # (name, config overrides, site, expected battery kW by id (approx), expected mode, extra check)
+    ("stale meter holds", {}, site(180, (battery(power=30),), m=meter(180, age=60)), {"bat-1": 0}, Mode.FAIL_SAFE,
+     lambda d: d.status.capabilities["PEAK_SHAVING"].state == "OFF"),
+    ("offline meter holds", {}, site(180, (battery(),), m=meter(180, online=False)), {"bat-1": 0}, Mode.FAIL_SAFE,
+     None),
+    ("load above limit is shaved", {}, site(180, (battery(),)), {"bat-1": 32}, Mode.PEAK_SHAVING,
+     lambda d: d.status.capabilities["PEAK_SHAVING"].state == "ON"),
+    ("shaving accounts for the battery already discharging", {}, site(160, (battery(power=20),)), {"bat-1": 32},
+     Mode.PEAK_SHAVING, None),
+    ("empty battery cannot shave", {}, site(180, (battery(soc=5),)), {"bat-1": 0}, Mode.PEAK_SHAVING,
+     lambda d: "peak_shaving" in d.status.limited_by),
+    ("peak larger than the rating", {}, site(300, (battery(),)), {"bat-1": 100}, Mode.PEAK_SHAVING,
+     lambda d: "peak_shaving" in d.status.limited_by),
+    ("deficit covered above the reserve", {}, site(40, (battery(soc=60),)), {"bat-1": 40}, Mode.BALANCING, None),
+    ("no balancing discharge below the reserve", {}, site(40, (battery(soc=25),)), {"bat-1": -20}, Mode.BALANCING,
+     None),
+    ("reserve refill limited by headroom", {}, site(140, (battery(soc=25),)), {"bat-1": -8}, Mode.BALANCING, None),
+    ("PV surplus charges the battery", {}, site(-30, (battery(),)), {"bat-1": -30}, Mode.BALANCING, None),
+    ("full battery leaves surplus to the boiler", {}, site(-30, (battery(soc=95),), (boiler(),)), {"bat-1": 0},
+     Mode.IDLE, lambda d: d.boiler["boiler-1"].mode is BoilerMode.SOAK and d.boiler["boiler-1"].power_kw == 30),
+    ("boiler held off during a peak", {}, site(170, (battery(soc=5),), (boiler(power=-20),)), {"bat-1": 0},
+     Mode.PEAK_SHAVING, lambda d: d.boiler["boiler-1"].mode is BoilerMode.HOLD),
+    ("cold boiler heats even in a peak", {}, site(170, (battery(soc=5),), (boiler(temp=45, power=-20),)),
+     {"bat-1": 0}, Mode.PEAK_SHAVING, lambda d: d.boiler["boiler-1"].mode is BoilerMode.NORMAL),
+    ("export beyond the limit curtails PV", {"max_export_kw": 50},
+     site(-120, (battery(soc=95),), (boiler(temp=84),), (solar(150),)), {"bat-1": 0}, Mode.IDLE,
+     lambda d: d.solar_limit_kw["solar-1"] == pytest.approx(80)),
+    ("export under the limit leaves PV alone", {"max_export_kw": 50},
+     site(-40, (battery(soc=95),), (), (solar(100),)), {"bat-1": 0}, Mode.IDLE,
+     lambda d: d.solar_limit_kw["solar-1"] is None),
+    ("no discharge into export beyond the limit", {"max_export_kw": 0, "grid_setpoint_kw": -50},
+     site(10, (battery(soc=80),)), {"bat-1": 10}, Mode.BALANCING, None),
+    ("offline battery left out", {}, site(180, (battery("bat-1", online=False), battery("bat-2"))),
+     {"bat-2": 32}, Mode.PEAK_SHAVING, lambda d: "bat-1" not in d.battery_kw),
+    ("two batteries split by energy above the floor", {},
+     site(180, (battery("bat-1", soc=85), battery("bat-2", soc=25))), {"bat-1": 25.6, "bat-2": 6.4},
+     Mode.PEAK_SHAVING, None),
+    ("peak shaving disabled", {"peak_shaving_enabled": False, "balancing_enabled": False}, site(180, (battery(),)),
+     {"bat-1": 0}, Mode.IDLE, lambda d: d.status.capabilities["PEAK_SHAVING"].state == "OFF"),
+    ("external controller also guarding: conflict", {}, site(100, (battery(),), m=meter(100, ps=True)),
+     {"bat-1": 100}, Mode.BALANCING, lambda d: d.status.capabilities["PEAK_SHAVING"].conflict),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "state", "expected", "mode", "check"), CASES, ids=[c[0] for c in CASES])
+def test_cycle(name: str, overrides: dict[str, Any], state: SiteState, expected: dict[str, float], mode: Mode,
+               check: Any) -> None:
+    decision = Controller(config(**overrides)).step(state)
+    for asset_id, kw in expected.items():
+        assert decision.battery_kw[asset_id] == pytest.approx(kw, abs=0.6), decision.status
+    assert decision.status.mode is mode, decision.status
+    if check:
+        assert check(decision), decision
+
+
+@pytest.mark.parametrize(
+    ("dispatch", "expected", "limited"),
+    [
+        (Dispatch(40, T0 + dt.timedelta(minutes=5)), 40, False),
+        (Dispatch(250, T0 + dt.timedelta(minutes=5)), 100, True),  # safety wins over the operator
+        (Dispatch(40, T0 - dt.timedelta(seconds=1)), 32, False),  # expired: automatic control resumes
+    ],
+)
+def test_site_dispatch_overrides_automatic_control(dispatch: Dispatch, expected: float, limited: bool) -> None:
+    controller = Controller(config())
+    controller.memory.dispatches.append(dispatch)
+    decision = controller.step(site(180, (battery(),)))
+    assert decision.battery_kw["bat-1"] == pytest.approx(expected, abs=0.6)
+    assert ("dispatch" in decision.status.limited_by) is limited
+
+
+def test_per_asset_dispatch_fixes_that_unit_only() -> None:
+    controller = Controller(config())
+    controller.memory.dispatches.append(Dispatch(-30, T0 + dt.timedelta(minutes=5), "bat-2"))
+    decision = controller.step(site(180, (battery("bat-1"), battery("bat-2"))))
+    assert decision.battery_kw["bat-2"] == -30
+    assert decision.battery_kw["bat-1"] == pytest.approx(62, abs=0.6)  # covers the peak and bat-2's charging
+
+
+def test_no_flicker_around_zero() -> None:
+    """Net load wandering ±4 kW around zero must not toggle the battery between charge and discharge."""
+    controller = Controller(config(hysteresis_kw=5, deadband_kw=1, ramp_kw_per_s=2))
+    rng = random.Random(7)
+    signs = []
+    setpoint = 0.0
+    for second in range(600):
+        net = rng.uniform(-4, 4)
+        state = site(net - setpoint, (battery(power=setpoint),), now=T0 + dt.timedelta(seconds=second))
+        setpoint = controller.step(state).battery_kw["bat-1"]
+        if abs(setpoint) > 1e-6:
+            signs.append(setpoint > 0)
+    changes = sum(1 for a, b in itertools.pairwise(signs) if a != b)
+    assert changes <= 2, f"{changes} charge/discharge reversals in 10 minutes"
+
+
+def test_without_hysteresis_the_same_noise_flickers() -> None:
+    """The counter-case: proves the flicker test can fail."""
+    controller = Controller(config(hysteresis_kw=0, deadband_kw=0, ramp_kw_per_s=1000))
+    rng = random.Random(7)
+    setpoint, signs = 0.0, []
+    for second in range(600):
+        net = rng.uniform(-4, 4)
+        setpoint = controller.step(site(net - setpoint, (battery(power=setpoint),),
+                                        now=T0 + dt.timedelta(seconds=second))).battery_kw["bat-1"]
+        if abs(setpoint) > 1e-6:
+            signs.append(setpoint > 0)
+    assert sum(1 for a, b in itertools.pairwise(signs) if a != b) > 50
+
+
+@pytest.mark.parametrize(
+    ("total", "units", "expected"),
+    [
+        (60, [Unit("a", 80, 100, 50, 50), Unit("b", 80, 100, 50, 50)], {"a": 30, "b": 30}),
+        (90, [Unit("a", 90, 100, 50, 50), Unit("b", 30, 100, 50, 50)], {"a": 50, "b": 40}),  # a saturates
+        (-60, [Unit("a", 90, 100, 50, 50), Unit("b", 30, 100, 50, 50)], {"a": -10, "b": -50}),  # b saturates
+        (200, [Unit("a", 50, 100, 50, 50)], {"a": 50}),
+        (30, [Unit("a", 5, 100, 50, 50), Unit("b", 50, 100, 50, 50)], {"a": 0, "b": 30}),  # empty unit skipped
+    ],
+)
+def test_split(total: float, units: list[Unit], expected: dict[str, float]) -> None:
+    shares = split(total, units, 5, 95)
+    for asset_id, kw in expected.items():
+        assert shares[asset_id] == pytest.approx(kw, abs=0.6)
+
+
+def test_threshold_plan_on_a_single_peak() -> None:
+    # 90 kW base, a 2-hour 150 kW peak; a full 50 kWh battery: the peak's energy above T must fit.
+    net = [90.0] * 40 + [150.0] * 8 + [90.0] * 48
+    battery_env = BatteryEnvelope(50, 50, 100, 100, 1.0, 1.0)
+    threshold = plan_threshold(net, battery_env)
+    assert threshold == pytest.approx(125, abs=0.6)  # (150 − T) · 2 h = 50 kWh
+    assert holds(threshold, net, battery_env)
+    assert not holds(threshold - 2, net, battery_env)
+    # with room to recharge before the peak, a lower threshold holds: 100 kWh for (150 − T) · 2 h
+    assert plan_threshold(net, BatteryEnvelope(50, 100, 100, 100, 1.0, 1.0)) == pytest.approx(100, abs=0.6)
+
+
+def test_time_average_is_time_weighted() -> None:
+    avg = TimeAverage(900)
+    avg.add(0, 100)
+    avg.add(600, 200)
+    assert avg.average(900) == pytest.approx((100 * 600 + 200 * 300) / 900)
+    assert avg.average(1500) == pytest.approx(200)
