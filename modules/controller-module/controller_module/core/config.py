@@ -52,6 +52,13 @@ class ControllerConfig(BaseModel):
         20.0, gt=0, le=3600, description="Re-send unchanged setpoints this often (keeps asset watchdogs fed), s."
     )
     command_deadband_kw: float = Field(0.5, ge=0, le=10_000, description="Smaller setpoint changes are not sent, kW.")
+    # the asset modules the controller commands, by asset type
+    asset_modules: dict[str, str] = Field(
+        default_factory=lambda: {"battery": "battery", "solar": "solar", "boiler": "boiler",
+                                 "microgrid_controller": "microgrid-controller"},
+        description="IoT Edge module id that drives each asset type.",
+    )
+    method_timeout_s: float = Field(5.0, ge=5, le=60, description="Response timeout of a command, seconds.")
     # reporting
     summary_interval_s: float = Field(60.0, ge=1, le=86_400, description="Site summary upstream every, seconds.")
     capability_refresh_s: float = Field(

@@ -1,0 +1,333 @@
+"""The controller module: wraps the decision core with the runtime.
+
+Each cycle: aggregate (telemetry arrives on input `telemetry`), decide (core), write (direct
+methods to the asset modules, only when a setpoint changes or a refresh is due), report
+(capability status on change and periodically, a site summary every minute, both upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from controller_module.aggregate import SiteAggregator
+from controller_module.core.allocation import split
+from controller_module.core.capability import CapabilityState
+from controller_module.core.config import ControllerConfig
+from controller_module.core.controller import BoilerCommand, BoilerMode, Controller, Decision, Dispatch, Memory
+from energy_edge_base.contract import CapabilityStatus, SiteSummary, application_properties
+from energy_edge_base.methods import MethodError
+from energy_edge_base.runtime import EdgeModule
+
+log = logging.getLogger("controller_module")
+
+CAPABILITY_OUTPUT = "capability"
+SUMMARY_OUTPUT = "summary"
+PERSIST_EVERY_S = 60.0
+
+
+class SiteClock:
+    """Site time. On a real site, the wall clock; against an accelerated simulator, simulated time
+    (`ENERGY_EDGE_SIM_CLOCK=<origin ISO 8601>|<wall epoch at origin>|<simulated s per real s>`)."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        self.origin: dt.datetime | None = None
+        self.wall0, self.accel = 0.0, 1.0
+        if spec:
+            origin, wall0, accel = spec.split("|")
+            self.origin = dt.datetime.fromisoformat(origin)
+            self.wall0, self.accel = float(wall0), float(accel)
+
+    def now(self) -> dt.datetime:
+        if self.origin is None:
+            return dt.datetime.now(dt.timezone.utc)
+        return self.origin + dt.timedelta(seconds=(time.time() - self.wall0) * self.accel)
+
+
+class DispatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    asset_id: str | None = Field(None, description="One asset (wins when both are given).")
+    site_id: str | None = Field(None, description="The whole site's batteries.")
+    power_kw: float = Field(ge=-1_000_000, le=1_000_000, description="kW, + = discharge / deliver to the site bus.")
+    duration_s: float = Field(gt=0, le=86_400, description="How long the override lasts, seconds.")
+
+    @model_validator(mode="after")
+    def _target(self) -> DispatchRequest:
+        if self.asset_id is None and self.site_id is None:
+            raise ValueError("give asset_id or site_id")
+        return self
+
+
+class DispatchResponse(BaseModel):
+    target: str
+    until: str
+    requested_kw: float
+    split: dict[str, float]
+    applied_kw: float
+    limited: bool
+    message: str = ""
+
+
+class Empty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StatusResponse(BaseModel):
+    status: dict[str, Any]
+
+
+class ControllerModule(EdgeModule[ControllerConfig]):
+    name = "controller"
+    config_model = ControllerConfig
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = SiteClock(os.environ.get("ENERGY_EDGE_SIM_CLOCK"))
+        self.aggregator = SiteAggregator()
+        self.state_path = Path(os.environ.get("STATE_DIR", "data")) / "controller-state.json"
+        self.controller: Controller | None = None
+        self.decision: Decision | None = None
+        self.sent: dict[tuple[str, str], tuple[Any, float]] = {}
+        self.tracking_kw: dict[str, float] = {}
+        self.overrides: dict[str, tuple[dt.datetime, float]] = {}  # solar/boiler dispatch
+        self.capabilities: dict[str, CapabilityState] = {}
+        self.capability_sent_s: dict[str, float] = {}
+        self.summary_window: list[tuple[float, float]] = []
+        self.summary_started: dt.datetime | None = None
+        self.inputs["telemetry"] = self.on_telemetry
+        self.methods.register("dispatch", DispatchRequest, DispatchResponse, self.dispatch,
+                              "Operator override for one asset or the whole site for duration_s.")
+        self.methods.register("get_status", Empty, StatusResponse, self.get_status, "The last decision's status.")
+
+    # ------------------------------------------------------------ configuration and state
+
+    async def apply_config(self, config: ControllerConfig) -> None:
+        if self.controller is None:
+            self.controller = Controller(config, self._load_memory())
+        else:
+            self.controller.config = config
+
+    def _load_memory(self) -> Memory:
+        memory = Memory()
+        try:
+            memory.restore(json.loads(self.state_path.read_text()))
+            log.info("resumed from %s (month peak %.1f kW)", self.state_path, memory.quarters.month_peak_kw)
+        except FileNotFoundError:
+            pass
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring unreadable %s: %s", self.state_path, exc)
+        return memory
+
+    def _persist(self) -> None:
+        if self.controller is None:
+            return
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.controller.memory.to_record()))
+            tmp.replace(self.state_path)
+        except OSError as exc:
+            log.warning("state not persisted: %s", exc)
+
+    # ------------------------------------------------------------ inputs
+
+    async def on_telemetry(self, body: Any, message: Any) -> None:
+        if isinstance(body, dict) and self.aggregator.add(body, time.monotonic(), self.clock.now()):
+            asset_id = body["asset_id"]
+            setpoint = body.get("setpoint_kw")
+            if isinstance(setpoint, (int, float)) and isinstance(body.get("power_kw"), (int, float)):
+                error = setpoint - body["power_kw"]
+                self.tracking_kw[asset_id] = 0.8 * self.tracking_kw.get(asset_id, error) + 0.2 * error
+
+    # ------------------------------------------------------------ the cycle
+
+    async def run(self) -> None:
+        assert self.controller is not None
+        last_persist = time.monotonic()
+        while True:
+            started = time.monotonic()
+            self.controller.config = self.config
+            site = self.aggregator.site_state(started, self.clock.now())
+            self.decision = self.controller.step(site)
+            await self._write(self.decision, site)
+            await self._report(self.decision, site)
+            if started - last_persist > PERSIST_EVERY_S:
+                self._persist()
+                last_persist = started
+            await asyncio.sleep(max(0.0, self.config.cycle_s - (time.monotonic() - started)))
+
+    async def safe_state(self) -> None:
+        self._persist()  # the batteries' own watchdogs take them to idle; the state survives the restart
+
+    async def _write(self, decision: Decision, site: Any) -> None:
+        now = self.clock.now()
+        self.overrides = {k: v for k, v in self.overrides.items() if v[0] > now}
+        calls = []
+        for asset_id, kw in decision.battery_kw.items():
+            calls.append(self._ensure("battery", asset_id, "set_power", {"power_kw": kw}, kw))
+        for asset_id, limit in decision.solar_limit_kw.items():
+            if asset_id in self.overrides:
+                limit = self.overrides[asset_id][1]
+            if limit is None:
+                calls.append(self._ensure("solar", asset_id, "set_output", {"percent": 100}, None))
+            else:
+                calls.append(self._ensure("solar", asset_id, "set_output", {"power_kw": max(0.0, limit)}, limit))
+        for asset_id, command in decision.boiler.items():
+            if asset_id in self.overrides:
+                command = BoilerCommand(BoilerMode.SOAK, max(0.0, -self.overrides[asset_id][1]),
+                                        self.config.boiler_soak_setpoint_c)
+            calls.extend(self._boiler_calls(asset_id, command))
+        await asyncio.gather(*calls)
+
+    def _boiler_calls(self, asset_id: str, command: BoilerCommand) -> list[Any]:
+        if command.mode is BoilerMode.HOLD:
+            return [self._ensure("boiler", asset_id, "stop", {}, "hold")]
+        return [
+            self._ensure("boiler", asset_id, "set_temperature", {"setpoint_c": command.setpoint_c},
+                         command.setpoint_c),
+            self._ensure("boiler", asset_id, "start", {"power_kw": command.power_kw}, command.power_kw),
+        ]
+
+    async def _ensure(self, asset_type: str, asset_id: str, method: str, payload: dict[str, Any], value: Any
+                      ) -> None:
+        """Send a command when its value changed (beyond the deadband) or a refresh is due."""
+        key = (asset_id, method)
+        previous = self.sent.get(key)
+        now = time.monotonic()
+        if previous is not None and now - previous[1] < self.config.command_refresh_s:
+            old = previous[0]
+            same = old == value or (
+                isinstance(old, (int, float)) and isinstance(value, (int, float))
+                and abs(old - value) < self.config.command_deadband_kw
+            )
+            if same:
+                return
+        module_id = self.config.asset_modules.get(asset_type, asset_type)
+        result = await self.invoke(module_id, method, {"asset_id": asset_id, **payload})
+        if result is not None and result.get("status") == 200:
+            self.sent[key] = (value, now)
+        else:
+            self.sent.pop(key, None)  # try again next cycle
+
+    async def invoke(self, module_id: str, method: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.runtime is not None
+        device_id = os.environ.get("IOTEDGE_DEVICEID", "")
+        try:
+            result: dict[str, Any] = await self.runtime.client.invoke_method(
+                {"methodName": method, "payload": payload, "responseTimeoutInSeconds": self.config.method_timeout_s},
+                device_id, module_id,
+            )
+        except Exception as exc:
+            log.warning("%s.%s failed: %s", module_id, method, exc)
+            return None
+        if result.get("status") != 200:
+            log.warning("%s.%s(%s) -> %s %s", module_id, method, payload, result.get("status"), result.get("payload"))
+        return result
+
+    # ------------------------------------------------------------ reporting
+
+    async def _report(self, decision: Decision, site: Any) -> None:
+        status = decision.status
+        cfg = self.config
+        now_s = time.monotonic()
+        changed = {}
+        for name, state in status.capabilities.items():
+            previous = self.capabilities.get(name)
+            due = now_s - self.capability_sent_s.get(name, float("-inf")) >= cfg.capability_refresh_s
+            if not state.same_as(previous) or due:
+                message = CapabilityStatus(
+                    site_id=cfg.site_id, capability=name, state=state.state, raw_value=state.raw_value,
+                    source=state.source, reason=state.reason, conflict=state.conflict, timestamp=state.timestamp,
+                )
+                self.send(CAPABILITY_OUTPUT, message, application_properties(message))
+                self.capability_sent_s[name] = now_s
+                if not state.same_as(previous):
+                    changed[name] = message.model_dump(mode="json")
+                self.capabilities[name] = state
+        if changed:
+            await self.report({"capabilities": changed})
+        # summary over the window
+        grid = status.grid_import_kw
+        if grid is not None:
+            self.summary_window.append((now_s, grid))
+        if self.summary_started is None:
+            self.summary_started = site.now
+        if (site.now - self.summary_started).total_seconds() >= cfg.summary_interval_s and self.summary_window:
+            values = [v for _, v in self.summary_window]
+            socs = [b.soc_pct for b in site.batteries if b.online and b.soc_pct is not None]
+            summary = SiteSummary(
+                site_id=cfg.site_id, window_start=self.summary_started, window_end=site.now,
+                grid_import_avg_kw=round(sum(values) / len(values), 3), grid_import_max_kw=round(max(values), 3),
+                import_limit_kw=status.limit_kw, margin_kw=status.margin_kw, pv_kw=round(site.pv_power_kw, 3),
+                battery_kw=round(site.battery_power_kw, 3),
+                battery_soc_pct=round(sum(socs) / len(socs), 2) if socs else None,
+                boiler_kw=round(site.boiler_power_kw, 3), mode=status.mode.value,
+            )
+            self.send(SUMMARY_OUTPUT, summary, application_properties(summary))
+            self.summary_window, self.summary_started = [], site.now
+            await self.report({"status": self._status_doc()})
+
+    def _status_doc(self) -> dict[str, Any]:
+        if self.decision is None:
+            return {}
+        s = self.decision.status
+        return {
+            "mode": s.mode.value, "reason": s.reason, "grid_import_kw": s.grid_import_kw,
+            "grid_import_avg_15min_kw": s.grid_import_avg_15min_kw, "month_peak_kw": s.month_peak_kw,
+            "limit_kw": s.limit_kw, "limit_source": s.limit_source, "target_kw": s.target_kw,
+            "margin_kw": s.margin_kw, "battery_kw": s.battery_kw, "limited_by": list(s.limited_by),
+            "battery_setpoints_kw": self.decision.battery_kw,
+            "tracking_error_kw": {k: round(v, 3) for k, v in self.tracking_kw.items()},
+        }
+
+    # ------------------------------------------------------------ methods
+
+    async def get_status(self, request: Empty) -> StatusResponse:
+        return StatusResponse(status=self._status_doc())
+
+    async def dispatch(self, request: DispatchRequest) -> DispatchResponse:
+        assert self.controller is not None
+        now = self.clock.now()
+        until = now + dt.timedelta(seconds=request.duration_s)
+        site = self.aggregator.site_state(time.monotonic(), now)
+        if request.asset_id is not None:
+            latest = self.aggregator.latest.get(request.asset_id)
+            if latest is None:
+                raise MethodError(404, f"unknown asset_id {request.asset_id!r}", known_assets=sorted(
+                    self.aggregator.latest))
+            kind = latest.body.get("asset_type")
+            if kind == "battery":
+                memory = self.controller.memory
+                memory.dispatches = [d for d in memory.dispatches if d.asset_id != request.asset_id]
+                memory.dispatches.append(Dispatch(request.power_kw, until, request.asset_id))
+            elif kind in ("solar", "boiler"):
+                self.overrides[request.asset_id] = (until, request.power_kw)
+            else:
+                raise MethodError(400, f"{request.asset_id} ({kind}) cannot be dispatched")
+            return DispatchResponse(target=f"asset:{request.asset_id}", until=until.isoformat(),
+                                    requested_kw=request.power_kw, split={request.asset_id: request.power_kw},
+                                    applied_kw=request.power_kw, limited=False)
+        if request.site_id != self.config.site_id:
+            raise MethodError(404, f"unknown site_id {request.site_id!r}", site_id=self.config.site_id)
+        units = self.controller._units(
+            [b for b in site.batteries if b.online and b.soc_pct is not None]
+        )
+        shares = split(request.power_kw, units, self.config.min_soc_pct, self.config.max_soc_pct)
+        applied = round(sum(shares.values()), 3)
+        memory = self.controller.memory
+        memory.dispatches = [d for d in memory.dispatches if d.asset_id is not None]
+        memory.dispatches.append(Dispatch(request.power_kw, until))
+        limited = abs(applied - request.power_kw) > 0.01
+        return DispatchResponse(
+            target=f"site:{request.site_id}", until=until.isoformat(), requested_kw=request.power_kw, split=shares,
+            applied_kw=applied, limited=limited,
+            message="clamped to what the batteries can do now" if limited else "",
+        )
