@@ -311,7 +311,8 @@ class EdgeHub:
             acked.set()
 
         while session.link is link:
-            if len(inflight) >= DELIVERY_WINDOW:
+            if len(inflight) > DELIVERY_WINDOW // 2:
+                # refill in batches, not one row per acknowledgement
                 acked.clear()
                 await acked.wait()
                 continue
