@@ -100,7 +100,7 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
             water_temp_c=_float(v.get("water_temp_c")),
             setpoint_c=_float(v.get("setpoint_c")),
             heater_power_kw=heater_kw,
-            state=state if state in STATES.values() else "fault",
+            state=state if state in (*STATES.values(), "offline") else "fault",
             min_temp_c=_float(v.get("min_temp_c")),
             max_temp_c=_float(v.get("max_temp_c")),
             rated_kw=_float(v.get("rated_power_kw")),

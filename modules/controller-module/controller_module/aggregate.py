@@ -73,10 +73,10 @@ def _num(value: Any) -> bool:
 
 
 def _f(body: dict[str, Any], key: str) -> float:
-    value = body.get(key)
-    return float(value) if _num(value) else 0.0
+    value = _opt(body, key)
+    return 0.0 if value is None else value
 
 
 def _opt(body: dict[str, Any], key: str) -> float | None:
-    value = body.get(key)
+    value: Any = body.get(key)
     return float(value) if _num(value) else None

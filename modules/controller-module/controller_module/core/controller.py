@@ -374,7 +374,7 @@ class Controller:
             own_peak = SourceReading("controller", False, "no battery online")
         else:
             own_peak = SourceReading("controller", True, f"guarding {limit_kw:g} kW")
-        der_assets = [a for a in (*site.batteries, *site.solars) if a.online]
+        der_assets = [b.asset_id for b in site.batteries if b.online] + [s.asset_id for s in site.solars if s.online]
         if mode is Mode.FAIL_SAFE:
             own_der = SourceReading("controller", False, "fail-safe: batteries on hold")
         elif der_assets:
