@@ -6,8 +6,9 @@ import math
 from typing import Any
 
 import pytest
-from energy_edge_base.modbus import ReadBlock, Register, RegisterMap, RegisterValueError
 from pydantic import ValidationError
+
+from energy_edge_base.modbus import ReadBlock, Register, RegisterMap, RegisterValueError
 
 
 def reg(**kwargs: Any) -> Register:

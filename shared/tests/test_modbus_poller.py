@@ -15,6 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import pytest
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType as SimDataType
+from pymodbus.simulator import SimData, SimDevice
+
 from energy_edge_base.modbus import (
     BackoffPolicy,
     DeviceRejected,
@@ -30,9 +34,6 @@ from energy_edge_base.modbus import (
     WriteVerificationError,
 )
 from energy_edge_base.modbus.fake import FakeModbusDevice, FakePoller, FakeRequest
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType as SimDataType
-from pymodbus.simulator import SimData, SimDevice
 
 UNIT_ID = 1
 SERVED_REGISTERS = 100  # both test devices serve addresses 0..99 of each table, nothing else
