@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from energy_edge.hub import identity, mqtt_codec, topics
 from energy_edge.hub.mqtt_codec import Connect, MqttProtocolError, PacketType, Publish, Subscribe
 from energy_edge.hub.store import HubMessage

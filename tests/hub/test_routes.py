@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import pytest
+
 from energy_edge.hub import routes
 from energy_edge.hub.routes import (
     DEFAULT_PRIORITY,
