@@ -1,0 +1,1 @@
+"""`energy-edge sim`: one physically coupled microgrid site whose devices are served as Modbus TCP servers."""

@@ -1,0 +1,801 @@
+"""Register images of the simulated devices, built from declarative tables by one generic encoder.
+
+- SunSpec devices (solar, battery): one contiguous map at 40000 ('SunS', models, end marker), served to
+  FC3 and FC4 alike. The model tables below follow pysunspec2's model JSON (tests check them point by point).
+- Vendor devices (boiler, microgrid controller): input registers (FC4) and holding registers (FC3/6/16) as
+  separate address spaces, 0-based PDU addresses.
+
+A device turns the plant's state into engineering values keyed by point (`values()`), the encoder turns
+those into registers (`refresh()`), and a write is decoded, validated and applied to the plant (`write()`).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus.constants import ExcCodes
+
+from energy_edge import __version__
+from energy_edge.sim.plant import ST_FAULT, ST_MPPT, ST_STANDBY, Battery, Boiler, Plant, SiteMeter, Solar
+from energy_edge.sim.scenario import BatterySpec, BoilerSpec, ControllerSpec, SolarSpec
+
+SUNSPEC_BASE = 40000
+SQRT3 = math.sqrt(3.0)
+
+# ---------------------------------------------------------------- point types
+
+_U16 = {"uint16", "enum16", "bitfield16", "count", "acc16"}
+_S16 = {"int16", "sunssf"}
+_U32 = {"uint32", "enum32", "bitfield32", "acc32"}
+_S32 = {"int32"}
+_SIZES = {**dict.fromkeys(_U16 | _S16 | {"pad"}, 1), **dict.fromkeys(_U32 | _S32, 2)}
+# SunSpec "not implemented" patterns (pysunspec2 reads them as None)
+_NOT_IMPLEMENTED = {**dict.fromkeys(_U16, 0xFFFF), "acc16": 0, **dict.fromkeys(_S16, 0x8000),
+                    **dict.fromkeys(_U32, 0xFFFFFFFF), "acc32": 0, "int32": 0x80000000, "pad": 0}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One value in a register image. Engineering value = raw * scale * 10**(value of point `sf`)."""
+
+    key: str
+    address: int
+    type: str
+    size: int
+    access: str = "R"  # "R" or "RW"
+    scale: float = 1.0
+    sf: str | None = None
+    units: str = ""
+    doc: str = ""
+
+    @property
+    def writable(self) -> bool:
+        return self.access == "RW"
+
+
+@dataclass(frozen=True)
+class Control:
+    """Valid engineering values for a writable point: a closed range and/or a set of choices."""
+
+    lo: float | None = None
+    hi: float | None = None
+    choices: frozenset[int] | None = None
+
+    def ok(self, value: Any) -> bool:
+        if value is None or isinstance(value, str):
+            return False
+        if self.choices is not None and value not in self.choices:
+            return False
+        tol = 1e-9 * max(1.0, abs(value))
+        if self.lo is not None and value < self.lo - tol:
+            return False
+        return not (self.hi is not None and value > self.hi + tol)
+
+
+BOOL = Control(choices=frozenset({0, 1}))
+
+
+def _multiplier(point: Point, sfs: Mapping[str, Any]) -> float:
+    m = point.scale
+    if point.sf is not None:
+        sf = sfs.get(point.sf)
+        if isinstance(sf, int):
+            m *= 10.0**sf
+    return m
+
+
+def encode(point: Point, value: Any, sfs: Mapping[str, Any]) -> list[int]:
+    """The registers for `value` (None = not implemented), saturating at the type's range."""
+    t = point.type
+    if t == "string":
+        data = (value or "").encode("ascii", "replace")[: point.size * 2].ljust(point.size * 2, b"\0")
+        return list(struct.unpack(f">{point.size}H", data))
+    if value is None or t == "pad":
+        raw_ni = _NOT_IMPLEMENTED[t]
+        return [raw_ni] if point.size == 1 else [raw_ni >> 16, raw_ni & 0xFFFF]
+    raw = round(float(value) / _multiplier(point, sfs)) if t != "sunssf" else int(value)
+    if t in _U16:
+        return [max(0, min(raw, 0xFFFF))]
+    if t in _S16:
+        raw = max(-32767, min(raw, 32767))
+        return [raw & 0xFFFF]
+    if t == "acc32":
+        raw &= 0xFFFFFFFF
+    elif t in _U32:
+        raw = max(0, min(raw, 0xFFFFFFFE))
+    elif t in _S32:
+        raw = max(-0x7FFFFFFF, min(raw, 0x7FFFFFFF)) & 0xFFFFFFFF
+    return [raw >> 16, raw & 0xFFFF]
+
+
+def decode(point: Point, regs: list[int], sfs: Mapping[str, Any]) -> Any:
+    """The engineering value of `regs` (None if they hold the not-implemented pattern)."""
+    t = point.type
+    if t == "string":
+        return struct.pack(f">{len(regs)}H", *regs).rstrip(b"\0").decode("ascii", "replace")
+    raw = regs[0] if point.size == 1 else (regs[0] << 16) | regs[1]
+    if t in _NOT_IMPLEMENTED and raw == _NOT_IMPLEMENTED[t] and t not in ("acc16", "acc32", "pad"):
+        return None
+    if t in _S16 and raw & 0x8000:
+        raw -= 0x10000
+    elif t in _S32 and raw & 0x80000000:
+        raw -= 0x100000000
+    if t in ("enum16", "bitfield16", "enum32", "bitfield32", "sunssf"):
+        return raw
+    m = _multiplier(point, sfs)
+    return raw * m if m != 1.0 else raw
+
+
+class RegisterBlock:
+    """A contiguous run of registers holding `points` (gaps read as 0 and are not writable)."""
+
+    def __init__(self, start: int, points: Iterable[Point]) -> None:
+        self.points = sorted(points, key=lambda p: p.address)
+        self.start = self.points[0].address if start < 0 else start
+        end = max(p.address + p.size for p in self.points)
+        self.size = end - self.start
+        self.regs = [0] * self.size
+        self.at: list[Point | None] = [None] * self.size
+        for p in self.points:
+            for i in range(p.size):
+                if self.at[p.address - self.start + i] is not None:
+                    raise ValueError(f"{p.key} overlaps another point at {p.address + i}")
+                self.at[p.address - self.start + i] = p
+
+    def contains(self, address: int, count: int) -> bool:
+        return count >= 1 and self.start <= address and address + count <= self.start + self.size
+
+    def encode(self, values: Mapping[str, Any]) -> None:
+        for p in self.points:
+            i = p.address - self.start
+            self.regs[i : i + p.size] = encode(p, values.get(p.key), values)
+
+    def read(self, address: int, count: int) -> list[int]:
+        i = address - self.start
+        return self.regs[i : i + count]
+
+    def decode_write(self, address: int, regs: list[int], sfs: Mapping[str, Any]) -> list[tuple[Point, Any]] | ExcCodes:
+        """The points a write covers with their new values, or why it is refused."""
+        touched: list[Point] = []
+        for k in range(len(regs)):
+            p = self.at[address - self.start + k]
+            if p is None or not p.writable:
+                return ExcCodes.ILLEGAL_ADDRESS
+            if not touched or touched[-1] is not p:
+                touched.append(p)
+        out: list[tuple[Point, Any]] = []
+        for p in touched:
+            if p.address < address or p.address + p.size > address + len(regs):
+                return ExcCodes.ILLEGAL_ADDRESS  # a write must cover a multi-register point whole
+            i = p.address - address
+            out.append((p, decode(p, regs[i : i + p.size], sfs)))
+        return out
+
+    def store(self, address: int, regs: list[int]) -> None:
+        i = address - self.start
+        self.regs[i : i + len(regs)] = regs
+
+
+# ---------------------------------------------------------------- SunSpec model tables (from pysunspec2's JSON)
+# name type size sf access units; ID and L precede every model and are not listed.
+
+_MODEL_TABLES = {
+    1: """
+Mn string 16 - R -
+Md string 16 - R -
+Opt string 8 - R -
+Vr string 8 - R -
+SN string 16 - R -
+DA uint16 1 - RW -
+Pad pad 1 - R -
+""",
+    103: """
+A uint16 1 A_SF R A
+AphA uint16 1 A_SF R A
+AphB uint16 1 A_SF R A
+AphC uint16 1 A_SF R A
+A_SF sunssf 1 - R -
+PPVphAB uint16 1 V_SF R V
+PPVphBC uint16 1 V_SF R V
+PPVphCA uint16 1 V_SF R V
+PhVphA uint16 1 V_SF R V
+PhVphB uint16 1 V_SF R V
+PhVphC uint16 1 V_SF R V
+V_SF sunssf 1 - R -
+W int16 1 W_SF R W
+W_SF sunssf 1 - R -
+Hz uint16 1 Hz_SF R Hz
+Hz_SF sunssf 1 - R -
+VA int16 1 VA_SF R VA
+VA_SF sunssf 1 - R -
+VAr int16 1 VAr_SF R var
+VAr_SF sunssf 1 - R -
+PF int16 1 PF_SF R Pct
+PF_SF sunssf 1 - R -
+WH acc32 2 WH_SF R Wh
+WH_SF sunssf 1 - R -
+DCA uint16 1 DCA_SF R A
+DCA_SF sunssf 1 - R -
+DCV uint16 1 DCV_SF R V
+DCV_SF sunssf 1 - R -
+DCW int16 1 DCW_SF R W
+DCW_SF sunssf 1 - R -
+TmpCab int16 1 Tmp_SF R C
+TmpSnk int16 1 Tmp_SF R C
+TmpTrns int16 1 Tmp_SF R C
+TmpOt int16 1 Tmp_SF R C
+Tmp_SF sunssf 1 - R -
+St enum16 1 - R -
+StVnd enum16 1 - R -
+Evt1 bitfield32 2 - R -
+Evt2 bitfield32 2 - R -
+EvtVnd1 bitfield32 2 - R -
+EvtVnd2 bitfield32 2 - R -
+EvtVnd3 bitfield32 2 - R -
+EvtVnd4 bitfield32 2 - R -
+""",
+    120: """
+DERTyp enum16 1 - R -
+WRtg uint16 1 WRtg_SF R W
+WRtg_SF sunssf 1 - R -
+VARtg uint16 1 VARtg_SF R VA
+VARtg_SF sunssf 1 - R -
+VArRtgQ1 int16 1 VArRtg_SF R var
+VArRtgQ2 int16 1 VArRtg_SF R var
+VArRtgQ3 int16 1 VArRtg_SF R var
+VArRtgQ4 int16 1 VArRtg_SF R var
+VArRtg_SF sunssf 1 - R -
+ARtg uint16 1 ARtg_SF R A
+ARtg_SF sunssf 1 - R -
+PFRtgQ1 int16 1 PFRtg_SF R cos()
+PFRtgQ2 int16 1 PFRtg_SF R cos()
+PFRtgQ3 int16 1 PFRtg_SF R cos()
+PFRtgQ4 int16 1 PFRtg_SF R cos()
+PFRtg_SF sunssf 1 - R -
+WHRtg uint16 1 WHRtg_SF R Wh
+WHRtg_SF sunssf 1 - R -
+AhrRtg uint16 1 AhrRtg_SF R AH
+AhrRtg_SF sunssf 1 - R -
+MaxChaRte uint16 1 MaxChaRte_SF R W
+MaxChaRte_SF sunssf 1 - R -
+MaxDisChaRte uint16 1 MaxDisChaRte_SF R W
+MaxDisChaRte_SF sunssf 1 - R -
+Pad pad 1 - R -
+""",
+    123: """
+Conn_WinTms uint16 1 - RW Secs
+Conn_RvrtTms uint16 1 - RW Secs
+Conn enum16 1 - RW -
+WMaxLimPct uint16 1 WMaxLimPct_SF RW %WMax
+WMaxLimPct_WinTms uint16 1 - RW Secs
+WMaxLimPct_RvrtTms uint16 1 - RW Secs
+WMaxLimPct_RmpTms uint16 1 - RW Secs
+WMaxLim_Ena enum16 1 - RW -
+OutPFSet int16 1 OutPFSet_SF RW cos()
+OutPFSet_WinTms uint16 1 - RW Secs
+OutPFSet_RvrtTms uint16 1 - RW Secs
+OutPFSet_RmpTms uint16 1 - RW Secs
+OutPFSet_Ena enum16 1 - RW -
+VArWMaxPct int16 1 VArPct_SF RW %WMax
+VArMaxPct int16 1 VArPct_SF RW %VArMax
+VArAvalPct int16 1 VArPct_SF RW %VArAval
+VArPct_WinTms uint16 1 - RW Secs
+VArPct_RvrtTms uint16 1 - RW Secs
+VArPct_RmpTms uint16 1 - RW Secs
+VArPct_Mod enum16 1 - RW -
+VArPct_Ena enum16 1 - RW -
+WMaxLimPct_SF sunssf 1 - R -
+OutPFSet_SF sunssf 1 - R -
+VArPct_SF sunssf 1 - R -
+""",
+    124: """
+WChaMax uint16 1 WChaMax_SF RW W
+WChaGra uint16 1 WChaDisChaGra_SF RW %WChaMax/sec
+WDisChaGra uint16 1 WChaDisChaGra_SF RW %WChaMax/sec
+StorCtl_Mod bitfield16 1 - RW -
+VAChaMax uint16 1 VAChaMax_SF RW VA
+MinRsvPct uint16 1 MinRsvPct_SF RW %WChaMax
+ChaState uint16 1 ChaState_SF R %AhrRtg
+StorAval uint16 1 StorAval_SF R AH
+InBatV uint16 1 InBatV_SF R V
+ChaSt enum16 1 - R -
+OutWRte int16 1 InOutWRte_SF RW %WDisChaMax
+InWRte int16 1 InOutWRte_SF RW %WChaMax
+InOutWRte_WinTms uint16 1 - RW Secs
+InOutWRte_RvrtTms uint16 1 - RW Secs
+InOutWRte_RmpTms uint16 1 - RW Secs
+ChaGriSet enum16 1 - RW -
+WChaMax_SF sunssf 1 - R -
+WChaDisChaGra_SF sunssf 1 - R -
+VAChaMax_SF sunssf 1 - R -
+MinRsvPct_SF sunssf 1 - R -
+ChaState_SF sunssf 1 - R -
+StorAval_SF sunssf 1 - R -
+InBatV_SF sunssf 1 - R -
+InOutWRte_SF sunssf 1 - R -
+""",
+    713: """
+WHRtg uint16 1 WH_SF R Wh
+WHAvail uint16 1 WH_SF R Wh
+SoC uint16 1 Pct_SF R Pct
+SoH uint16 1 Pct_SF R Pct
+Sta enum16 1 - R -
+WH_SF sunssf 1 - R -
+Pct_SF sunssf 1 - R -
+""",
+}
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    name: str
+    type: str
+    size: int
+    sf: str | None
+    access: str
+    units: str
+
+
+def model_points(model_id: int) -> list[ModelPoint]:
+    """The points of a SunSpec model after ID and L, in order."""
+    out = []
+    for line in _MODEL_TABLES[model_id].strip().splitlines():
+        name, typ, size, sf, access, units = line.split()
+        out.append(ModelPoint(name, typ, int(size), None if sf == "-" else sf, access, "" if units == "-" else units))
+    return out
+
+
+def model_length(model_id: int) -> int:
+    return sum(p.size for p in model_points(model_id))
+
+
+def sunspec_points(models: list[int], base: int = SUNSPEC_BASE) -> list[Point]:
+    """'SunS', then each model (ID, L, points; keys "<model>.<point>"), then the end marker (0xFFFF, 0)."""
+    pts = [Point("SunS", base, "string", 2, doc="SunSpec marker 0x5375 0x6E53")]
+    addr = base + 2
+    for mid in models:
+        pts.append(Point(f"{mid}.ID", addr, "uint16", 1, doc=f"model {mid}"))
+        pts.append(Point(f"{mid}.L", addr + 1, "uint16", 1, doc=f"model {mid} length"))
+        addr += 2
+        for mp in model_points(mid):
+            pts.append(Point(f"{mid}.{mp.name}", addr, mp.type, mp.size, mp.access,
+                             sf=f"{mid}.{mp.sf}" if mp.sf else None, units=mp.units))
+            addr += mp.size
+    pts.append(Point("end.ID", addr, "uint16", 1, doc="end marker"))
+    pts.append(Point("end.L", addr + 1, "uint16", 1, doc="end marker length"))
+    return pts
+
+
+def sunspec_header_values(models: list[int]) -> dict[str, Any]:
+    values: dict[str, Any] = {"SunS": "SunS", "end.ID": 0xFFFF, "end.L": 0}
+    for mid in models:
+        values[f"{mid}.ID"] = mid
+        values[f"{mid}.L"] = model_length(mid)
+    return values
+
+
+def sf_for(max_abs: float, limit: int = 32767, lowest: int = -3) -> int:
+    """The smallest scale factor (>= lowest) for which max_abs fits in limit counts."""
+    sf = lowest
+    while max_abs / 10.0**sf > limit and sf < 10:
+        sf += 1
+    return sf
+
+
+# ---------------------------------------------------------------- vendor tables
+# (address, name, type, scale, access, units, description)
+
+VendorRow = tuple[int, str, str, float, str, str, str]
+
+BOILER_INPUT: list[VendorRow] = [
+    (0, "water_temp_c", "int16", 0.1, "R", "degC", "tank water temperature"),
+    (1, "heater_power_kw", "uint16", 0.1, "R", "kW", "electric heater power now"),
+    (2, "state", "uint16", 1, "R", "", "0 idle, 1 heating, 2 standby/disabled, 3 fault"),
+    (3, "fault_code", "uint16", 1, "R", "", "0 none, 1 over-temperature, 2 heater trip"),
+    (4, "min_temp_c", "int16", 0.1, "R", "degC", "minimum-temperature protection threshold"),
+    (5, "max_temp_c", "int16", 0.1, "R", "degC", "maximum temperature (no heating at or above)"),
+    (6, "rated_power_kw", "uint16", 0.1, "R", "kW", "heater rating"),
+    (7, "heater_energy_kwh", "uint32", 0.1, "R", "kWh", "electric energy used by the heater (high word first)"),
+    (9, "heat_demand_kw", "uint16", 0.1, "R", "kW", "hot-water draw now (thermal)"),
+]
+BOILER_HOLDING: list[VendorRow] = [
+    (100, "enable", "uint16", 1, "RW", "", "0 disabled (standby), 1 enabled"),
+    (101, "setpoint_c", "int16", 0.1, "RW", "degC", "thermostat setpoint, min_temp_c..max_temp_c"),
+    (102, "power_limit_kw", "uint16", 0.1, "RW", "kW", "heater power limit, 0..rated_power_kw"),
+    (103, "reset", "uint16", 1, "RW", "", "write 1 to clear a fault; reads 0 after the next plant step"),
+]
+CONTROLLER_INPUT: list[VendorRow] = [
+    (0, "grid_import_w", "int32", 1, "R", "W", "power at the PCC, + import / - export"),
+    (2, "site_load_w", "int32", 1, "R", "W", "site consumption: base load + boiler heaters"),
+    (4, "frequency_hz", "uint16", 0.01, "R", "Hz", "grid frequency"),
+    (5, "voltage_v", "uint16", 0.1, "R", "V", "line-to-line voltage at the PCC"),
+    (6, "status", "bitfield16", 1, "R", "", "bit0 PEAK_SHAVING active, bit1 DER active, bit2 grid connected"),
+    (7, "import_energy_kwh", "uint32", 0.1, "R", "kWh", "energy imported (high word first)"),
+    (9, "export_energy_kwh", "uint32", 0.1, "R", "kWh", "energy exported (high word first)"),
+    (11, "fault_code", "uint16", 1, "R", "", "0 none, 1 controller trip"),
+]
+CONTROLLER_HOLDING: list[VendorRow] = [
+    (100, "import_limit_w", "int32", 1, "RW", "W", "import limit guarded by peak shaving"),
+    (102, "peak_shaving_enable", "uint16", 1, "RW", "", "0/1"),
+    (103, "der_enable", "uint16", 1, "RW", "", "0/1: 0 blocks PV output and battery discharge"),
+    (104, "reset", "uint16", 1, "RW", "", "write 1 to clear a fault; reads 0 after the next plant step"),
+]
+
+
+def vendor_points(rows: list[VendorRow]) -> list[Point]:
+    return [Point(name, addr, typ, _SIZES[typ], access, scale, units=units, doc=doc)
+            for addr, name, typ, scale, access, units, doc in rows]
+
+
+# ---------------------------------------------------------------- devices
+
+
+class SimDevice:
+    """One Modbus device: its register spaces, the controls it accepts and the link to the plant."""
+
+    kind = ""
+    protocol = ""
+    momentary: frozenset[str] = frozenset()
+
+    def __init__(self, asset_id: str, unit_id: int, plant: Plant, spaces: dict[str, list[RegisterBlock]],
+                 controls: dict[str, Control], static: dict[str, Any]) -> None:
+        self.asset_id = asset_id
+        self.unit_id = unit_id
+        self.plant = plant
+        self.spaces = spaces
+        self.controls = controls
+        self.static = static  # constants and scale factors
+        self.extra: dict[str, Any] = {}  # written values of points the plant does not model
+        self.refresh()
+
+    # the subclasses' part
+    def values(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def apply(self, key: str, value: Any) -> None:
+        """Hand a validated control value to the plant (keys without a plant meaning stay in `extra`)."""
+        self.extra[key] = value
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    # generic
+    def all_values(self) -> dict[str, Any]:
+        return {**self.static, **self.extra, **self.values()}
+
+    def refresh(self) -> None:
+        values = self.all_values()
+        seen: set[int] = set()
+        for blocks in self.spaces.values():
+            for block in blocks:
+                if id(block) not in seen:
+                    seen.add(id(block))
+                    block.encode(values)
+
+    def end_of_step(self) -> None:
+        for key in self.momentary:
+            self.extra.pop(key, None)
+
+    def _block(self, space: str, address: int, count: int) -> RegisterBlock | None:
+        return next((b for b in self.spaces.get(space, []) if b.contains(address, count)), None)
+
+    def read(self, space: str, address: int, count: int) -> list[int] | ExcCodes:
+        block = self._block(space, address, count)
+        return ExcCodes.ILLEGAL_ADDRESS if block is None else block.read(address, count)
+
+    def write(self, address: int, regs: list[int]) -> ExcCodes | None:
+        """Validate and apply a write to holding registers; nothing changes unless all of it is valid."""
+        block = self._block("hr", address, len(regs))
+        if block is None:
+            return ExcCodes.ILLEGAL_ADDRESS
+        decoded = block.decode_write(address, regs, self.static)
+        if isinstance(decoded, ExcCodes):
+            return decoded
+        for point, value in decoded:
+            control = self.controls.get(point.key)
+            if control is not None and not control.ok(value):
+                return ExcCodes.ILLEGAL_VALUE
+        block.store(address, regs)
+        for point, value in decoded:
+            self.apply(point.key, value)
+        return None
+
+    def points(self) -> list[Point]:
+        seen: dict[int, RegisterBlock] = {}
+        for blocks in self.spaces.values():
+            for b in blocks:
+                seen[id(b)] = b
+        return [p for b in seen.values() for p in b.points]
+
+
+def _flag(value: Any) -> bool:
+    return bool(int(value))
+
+
+class SunSpecDevice(SimDevice):
+    protocol = "sunspec"
+    models: list[int] = []
+
+    def __init__(self, asset_id: str, unit_id: int, plant: Plant, controls: dict[str, Control],
+                 static: dict[str, Any]) -> None:
+        block = RegisterBlock(SUNSPEC_BASE, sunspec_points(self.models))
+        controls = {"1.DA": Control(1, 247), **controls}
+        super().__init__(asset_id, unit_id, plant, {"hr": [block], "ir": [block]}, controls,
+                         {**sunspec_header_values(self.models), **static})
+
+    def ac_values(self, power_kw: float, energy_kwh: float) -> dict[str, Any]:
+        """Model 103's AC measurements for a real power at unity power factor."""
+        m = self.plant.meter
+        w = power_kw * 1000.0
+        v_ll = m.voltage_v
+        amps = abs(w) / (SQRT3 * v_ll) if v_ll > 0 else 0.0
+        return {
+            "103.A": amps, "103.AphA": amps, "103.AphB": amps, "103.AphC": amps,
+            "103.PPVphAB": v_ll, "103.PPVphBC": v_ll, "103.PPVphCA": v_ll,
+            "103.PhVphA": v_ll / SQRT3, "103.PhVphB": v_ll / SQRT3, "103.PhVphC": v_ll / SQRT3,
+            "103.W": w, "103.Hz": m.frequency_hz, "103.VA": abs(w), "103.VAr": 0.0,
+            "103.PF": 100.0 if abs(w) > 0 else None, "103.WH": energy_kwh * 1000.0,
+        }
+
+
+def _inverter_static(rated_w: float, da: int, manufacturer: str, model: str, serial: str) \
+        -> dict[str, Any]:
+    w_sf = sf_for(rated_w * 1.2, lowest=0)
+    a_sf = sf_for(rated_w * 1.2 / (SQRT3 * 360.0), 65534, lowest=-2)
+    return {
+        "1.Mn": manufacturer, "1.Md": model, "1.Opt": "sim", "1.Vr": __version__, "1.SN": serial, "1.DA": da,
+        "103.A_SF": a_sf, "103.V_SF": -1, "103.W_SF": w_sf, "103.Hz_SF": -2, "103.VA_SF": w_sf,
+        "103.VAr_SF": w_sf, "103.PF_SF": -1, "103.WH_SF": 0, "103.DCA_SF": a_sf, "103.DCV_SF": -1,
+        "103.DCW_SF": w_sf, "103.Tmp_SF": -1, "103.Evt2": 0, "103.EvtVnd1": 0, "103.EvtVnd2": 0,
+        "103.EvtVnd3": 0, "103.EvtVnd4": 0,
+        "120.WRtg": rated_w, "120.WRtg_SF": w_sf, "120.VARtg": rated_w, "120.VARtg_SF": w_sf,
+        "120.VArRtgQ1": 0.44 * rated_w, "120.VArRtgQ2": 0.44 * rated_w, "120.VArRtgQ3": -0.44 * rated_w,
+        "120.VArRtgQ4": -0.44 * rated_w, "120.VArRtg_SF": w_sf,
+        "120.ARtg": rated_w / (SQRT3 * 400.0), "120.ARtg_SF": a_sf,
+        "120.PFRtgQ1": -0.9, "120.PFRtgQ2": 0.9, "120.PFRtgQ3": -0.9, "120.PFRtgQ4": 0.9, "120.PFRtg_SF": -3,
+    }
+
+
+class SolarDevice(SunSpecDevice):
+    """PV inverter: SunSpec 1, 103, 120, 123."""
+
+    kind = "solar"
+    models = [1, 103, 120, 123]
+
+    def __init__(self, spec: SolarSpec, plant: Plant) -> None:
+        self.spec = spec
+        self.unit = plant.solar[spec.asset_id]
+        rated_w = self.unit.ac_kw * 1000.0
+        static = _inverter_static(rated_w, spec.unit_id, spec.manufacturer,
+                                  spec.model or f"SIM-PV-{spec.kwp:g}", spec.serial or f"SIM-{spec.asset_id}")
+        static.update({
+            "120.DERTyp": 4,
+            "123.Conn_WinTms": 0, "123.WMaxLimPct_WinTms": 0, "123.WMaxLimPct_RmpTms": 0,
+            "123.OutPFSet": 1.0, "123.OutPFSet_WinTms": 0, "123.OutPFSet_RvrtTms": 0, "123.OutPFSet_RmpTms": 0,
+            "123.OutPFSet_Ena": 0, "123.VArWMaxPct": 0, "123.VArMaxPct": 0, "123.VArAvalPct": 0,
+            "123.VArPct_WinTms": 0, "123.VArPct_RvrtTms": 0, "123.VArPct_RmpTms": 0, "123.VArPct_Mod": 0,
+            "123.VArPct_Ena": 0, "123.WMaxLimPct_SF": -1, "123.OutPFSet_SF": -3, "123.VArPct_SF": -1,
+        })
+        controls = {
+            "123.Conn": BOOL, "123.WMaxLim_Ena": BOOL, "123.WMaxLimPct": Control(0, 100),
+            "123.OutPFSet": Control(-1, 1), "123.OutPFSet_Ena": BOOL, "123.VArPct_Ena": BOOL,
+            "123.VArPct_Mod": Control(choices=frozenset({0, 1, 2, 3})),
+            "123.VArWMaxPct": Control(-100, 100), "123.VArMaxPct": Control(-100, 100),
+            "123.VArAvalPct": Control(-100, 100),
+        }
+        super().__init__(spec.asset_id, spec.unit_id, plant, controls, static)
+
+    def values(self) -> dict[str, Any]:
+        s: Solar = self.unit
+        dcw = s.power_kw * 1000.0 / 0.97
+        return {
+            **self.ac_values(s.power_kw, s.energy_kwh),
+            "103.DCV": 620.0 if s.available_kw > 0 else 0.0, "103.DCW": dcw,
+            "103.DCA": dcw / 620.0 if s.available_kw > 0 else 0.0,
+            "103.TmpCab": 25.0 + 20.0 * s.power_kw / s.ac_kw, "103.TmpSnk": 25.0 + 30.0 * s.power_kw / s.ac_kw,
+            "103.St": s.state, "103.StVnd": s.state, "103.Evt1": (1 << 15) if s.fault else 0,
+            "123.Conn_RvrtTms": s.conn_rvrt_s, "123.Conn": int(s.conn), "123.WMaxLimPct": s.wmaxlim_pct,
+            "123.WMaxLimPct_RvrtTms": s.wmaxlim_rvrt_s, "123.WMaxLim_Ena": int(s.wmaxlim_ena),
+        }
+
+    def apply(self, key: str, value: Any) -> None:
+        s, t = self.unit, self.plant.t_s
+        if key == "123.Conn":
+            s.conn, s.conn_written_s = _flag(value), t
+        elif key == "123.Conn_RvrtTms":
+            s.conn_rvrt_s, s.conn_written_s = float(value), t
+        elif key == "123.WMaxLimPct":
+            s.wmaxlim_pct, s.wmaxlim_written_s = float(value), t
+        elif key == "123.WMaxLimPct_RvrtTms":
+            s.wmaxlim_rvrt_s, s.wmaxlim_written_s = float(value), t
+        elif key == "123.WMaxLim_Ena":
+            s.wmaxlim_ena, s.wmaxlim_written_s = _flag(value), t
+        else:
+            super().apply(key, value)
+
+    def info(self) -> dict[str, Any]:
+        return {"rated_kw": self.unit.ac_kw, "kwp": self.unit.kwp, "base_address": SUNSPEC_BASE}
+
+
+class BatteryDevice(SunSpecDevice):
+    """Battery inverter + storage: SunSpec 1, 103 (AC side, W + = discharge), 120, 124, 713."""
+
+    kind = "battery"
+    models = [1, 103, 120, 124, 713]
+
+    def __init__(self, spec: BatterySpec, plant: Plant) -> None:
+        self.spec = spec
+        self.unit = plant.batteries[spec.asset_id]
+        b = self.unit
+        rated_w = max(b.max_charge_kw, b.max_discharge_kw) * 1000.0
+        w_sf = sf_for(rated_w * 1.2, lowest=0)
+        wh_sf = sf_for(b.capacity_kwh * 1000.0, 65534, lowest=0)
+        ah = b.capacity_kwh * 1000.0 / b.nominal_voltage_v
+        ah_sf = sf_for(ah, 65534, lowest=-1)
+        static = _inverter_static(rated_w, spec.unit_id, spec.manufacturer,
+                                  spec.model or f"SIM-BESS-{b.capacity_kwh:g}", spec.serial or f"SIM-{spec.asset_id}")
+        static.update({
+            "120.DERTyp": 82, "120.WHRtg": b.capacity_kwh * 1000.0, "120.WHRtg_SF": wh_sf, "120.AhrRtg": ah,
+            "120.AhrRtg_SF": ah_sf, "120.MaxChaRte": b.max_charge_kw * 1000.0, "120.MaxChaRte_SF": w_sf,
+            "120.MaxDisChaRte": b.max_discharge_kw * 1000.0, "120.MaxDisChaRte_SF": w_sf,
+            "124.WChaGra": 100, "124.WDisChaGra": 100, "124.InOutWRte_WinTms": 0, "124.InOutWRte_RmpTms": 0,
+            "124.VAChaMax": b.max_charge_kw * 1000.0,
+            "124.WChaMax_SF": w_sf, "124.WChaDisChaGra_SF": 0, "124.VAChaMax_SF": w_sf, "124.MinRsvPct_SF": -1,
+            "124.ChaState_SF": -1, "124.StorAval_SF": ah_sf, "124.InBatV_SF": -1, "124.InOutWRte_SF": -1,
+            "713.WHRtg": b.capacity_kwh * 1000.0, "713.WH_SF": wh_sf, "713.Pct_SF": -1,
+        })
+        controls = {
+            "124.WChaMax": Control(0, b.max_charge_kw * 1000.0),
+            "124.WChaGra": Control(0, 10000), "124.WDisChaGra": Control(0, 10000),
+            "124.StorCtl_Mod": Control(choices=frozenset({0, 1, 2, 3})),
+            "124.VAChaMax": Control(0, b.max_charge_kw * 1000.0 * 1.2),
+            "124.MinRsvPct": Control(0, 100),
+            "124.OutWRte": Control(-100, 100), "124.InWRte": Control(-100, 100),
+            "124.ChaGriSet": BOOL,
+        }
+        super().__init__(spec.asset_id, spec.unit_id, plant, controls, static)
+
+    def values(self) -> dict[str, Any]:
+        b: Battery = self.unit
+        soc = b.soc_pct
+        v_bat = b.nominal_voltage_v * (0.92 + 0.16 * soc / 100.0)
+        dcw = b.power_kw * 1000.0 / (b.eta_discharge if b.power_kw > 0 else 1.0 / b.eta_charge)
+        active = abs(b.power_kw) > 0.05
+        return {
+            **self.ac_values(b.power_kw, b.discharged_kwh),
+            "103.DCV": v_bat, "103.DCW": dcw, "103.DCA": abs(dcw) / v_bat,
+            "103.TmpCab": 25.0 + 15.0 * abs(b.power_kw) / b.max_discharge_kw, "103.TmpSnk": None,
+            "103.St": ST_FAULT if b.fault else ST_MPPT if active else ST_STANDBY, "103.StVnd": b.cha_st,
+            "103.Evt1": (1 << 15) if b.fault else 0,
+            "124.WChaMax": b.wchamax_kw * 1000.0, "124.StorCtl_Mod": b.storctl_mod, "124.MinRsvPct": b.min_rsv_pct,
+            "124.ChaState": soc, "124.StorAval": b.available_kwh * 1000.0 / b.nominal_voltage_v,
+            "124.InBatV": v_bat, "124.ChaSt": b.cha_st, "124.OutWRte": b.out_wrte_pct, "124.InWRte": b.in_wrte_pct,
+            "124.InOutWRte_RvrtTms": b.rvrt_s, "124.ChaGriSet": b.cha_gri_set,
+            "713.WHAvail": b.available_kwh * 1000.0, "713.SoC": soc, "713.SoH": b.soh_pct,
+            "713.Sta": 2 if b.fault else 0,
+        }
+
+    def apply(self, key: str, value: Any) -> None:
+        b, t = self.unit, self.plant.t_s
+        if key == "124.WChaMax":
+            b.wchamax_kw = float(value) / 1000.0
+        elif key == "124.StorCtl_Mod":
+            b.storctl_mod, b.ctl_written_s = int(value), t
+        elif key == "124.OutWRte":
+            b.out_wrte_pct, b.ctl_written_s = float(value), t
+        elif key == "124.InWRte":
+            b.in_wrte_pct, b.ctl_written_s = float(value), t
+        elif key == "124.InOutWRte_RvrtTms":
+            b.rvrt_s, b.ctl_written_s = float(value), t
+        elif key == "124.MinRsvPct":
+            b.min_rsv_pct = float(value)
+        elif key == "124.ChaGriSet":
+            b.cha_gri_set = int(value)
+        else:
+            super().apply(key, value)
+
+    def info(self) -> dict[str, Any]:
+        b = self.unit
+        return {"rated_kw": max(b.max_charge_kw, b.max_discharge_kw), "capacity_kwh": b.capacity_kwh,
+                "max_charge_kw": b.max_charge_kw, "max_discharge_kw": b.max_discharge_kw,
+                "base_address": SUNSPEC_BASE}
+
+
+class BoilerDevice(SimDevice):
+    """Electric hot-water boiler, vendor map."""
+
+    kind = "boiler"
+    protocol = "vendor"
+    momentary = frozenset({"reset"})
+
+    def __init__(self, spec: BoilerSpec, plant: Plant) -> None:
+        self.spec = spec
+        self.unit = plant.boilers[spec.asset_id]
+        w = self.unit
+        spaces = {"ir": [RegisterBlock(-1, vendor_points(BOILER_INPUT))],
+                  "hr": [RegisterBlock(-1, vendor_points(BOILER_HOLDING))]}
+        controls = {"enable": BOOL, "setpoint_c": Control(w.min_temp_c, w.max_temp_c),
+                    "power_limit_kw": Control(0, w.heater_kw), "reset": BOOL}
+        static = {"min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c, "rated_power_kw": w.heater_kw}
+        super().__init__(spec.asset_id, spec.unit_id, plant, spaces, controls, static)
+
+    def values(self) -> dict[str, Any]:
+        w: Boiler = self.unit
+        return {"water_temp_c": w.temp_c, "heater_power_kw": w.power_kw, "state": w.state,
+                "fault_code": w.fault_code, "heater_energy_kwh": w.energy_kwh, "heat_demand_kw": w.demand_kw,
+                "enable": int(w.enable), "setpoint_c": w.setpoint_c, "power_limit_kw": w.power_limit_kw,
+                "reset": self.extra.get("reset", 0)}
+
+    def apply(self, key: str, value: Any) -> None:
+        w = self.unit
+        if key == "enable":
+            w.enable = _flag(value)
+        elif key == "setpoint_c":
+            w.setpoint_c = float(value)
+        elif key == "power_limit_kw":
+            w.power_limit_kw = float(value)
+        elif key == "reset":
+            self.extra["reset"] = int(value)
+            if value:
+                w.reset()
+
+    def info(self) -> dict[str, Any]:
+        w = self.unit
+        return {"rated_kw": w.heater_kw, "tank_l": w.tank_l, "min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c}
+
+
+class ControllerDevice(SimDevice):
+    """Microgrid controller / site meter at the PCC, vendor map."""
+
+    kind = "microgrid_controller"
+    protocol = "vendor"
+    momentary = frozenset({"reset"})
+
+    def __init__(self, spec: ControllerSpec, plant: Plant) -> None:
+        self.spec = spec
+        spaces = {"ir": [RegisterBlock(-1, vendor_points(CONTROLLER_INPUT))],
+                  "hr": [RegisterBlock(-1, vendor_points(CONTROLLER_HOLDING))]}
+        controls = {"import_limit_w": Control(0, 100_000_000), "peak_shaving_enable": BOOL, "der_enable": BOOL,
+                    "reset": BOOL}
+        super().__init__(spec.asset_id, spec.unit_id, plant, spaces, controls, {})
+
+    @property
+    def meter(self) -> SiteMeter:
+        return self.plant.meter
+
+    def values(self) -> dict[str, Any]:
+        m = self.meter
+        return {"grid_import_w": m.grid_import_kw * 1000.0, "site_load_w": m.site_load_kw * 1000.0,
+                "frequency_hz": m.frequency_hz, "voltage_v": m.voltage_v, "status": m.status,
+                "import_energy_kwh": m.import_kwh, "export_energy_kwh": m.export_kwh, "fault_code": m.fault_code,
+                "import_limit_w": m.import_limit_kw * 1000.0, "peak_shaving_enable": int(m.peak_shaving_enable),
+                "der_enable": int(m.der_enable), "reset": self.extra.get("reset", 0)}
+
+    def apply(self, key: str, value: Any) -> None:
+        m = self.meter
+        if key == "import_limit_w":
+            m.import_limit_kw = float(value) / 1000.0
+        elif key == "peak_shaving_enable":
+            m.peak_shaving_enable = _flag(value)
+        elif key == "der_enable":
+            m.der_enable = _flag(value)
+        elif key == "reset":
+            self.extra["reset"] = int(value)
+            if value:
+                m.fault_code = 0
+
+    def info(self) -> dict[str, Any]:
+        return {"import_limit_kw": self.meter.import_limit_kw}
+
+
+DEVICE_CLASSES: dict[str, Callable[[Any, Plant], SimDevice]] = {
+    "solar": SolarDevice, "battery": BatteryDevice, "boiler": BoilerDevice, "microgrid_controller": ControllerDevice,
+}
+
+
+def build_device(spec: SolarSpec | BatterySpec | BoilerSpec | ControllerSpec, plant: Plant) -> SimDevice:
+    return DEVICE_CLASSES[spec.kind](spec, plant)

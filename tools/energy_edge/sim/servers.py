@@ -1,0 +1,177 @@
+"""One pymodbus asynchronous Modbus TCP server per simulated device, with fault injection.
+
+pymodbus 3.16 hands every request to `context.async_getValues` / `async_setValues` with the raw PDU
+address. `DeviceContext` answers them from the device's register image, so it decides the exception codes
+itself: ILLEGAL ADDRESS for an address outside the map or a write to a read-only register, ILLEGAL VALUE for
+an out-of-range control value, ILLEGAL FUNCTION for the bit functions. A valid write goes to the plant at
+once (`on_write`). The server runs with ignore_missing_devices, so raising NoSuchIdException makes it answer
+nothing at all (the `silent` fault).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.server import ModbusTcpServer
+
+from energy_edge.sim.devices import SimDevice
+
+log = logging.getLogger(__name__)
+
+COMM_FAULTS = ("none", "offline", "exception", "frozen", "silent")
+FAULTS = (*COMM_FAULTS, "trip")
+_READ_SPACE = {3: "hr", 4: "ir", 6: "hr", 16: "hr", 23: "hr"}
+_WRITE_FCS = {6, 16, 23}
+
+
+class PortInUseError(OSError):
+    """A port could not be bound; the message names it."""
+
+
+@dataclass
+class FaultState:
+    """The fault injected into one device (one at a time)."""
+
+    mode: str = "none"
+    code: int = int(ExcCodes.DEVICE_FAILURE)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"fault": self.mode}
+        if self.mode == "exception":
+            out["code"] = self.code
+        return out
+
+
+@dataclass
+class Counters:
+    reads: int = 0
+    writes: int = 0
+    exceptions: int = 0
+    by_fc: dict[int, int] = field(default_factory=dict)
+
+
+class DeviceContext(ModbusServerContext):
+    """The server context of one device: every request goes through `DeviceEndpoint`."""
+
+    def __init__(self, endpoint: DeviceEndpoint) -> None:  # no super().__init__(): that builds a SimCore
+        self.endpoint = endpoint
+        self.old_simulator = True  # makes ModbusBaseServer call our async_getValues/async_setValues
+        self.simdevices = []
+        self._devices = {}
+
+    def device_ids(self) -> list[int]:
+        return [self.endpoint.device.unit_id]
+
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        return self.endpoint.handle_read(device_id, func_code, address, count)
+
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
+    ) -> ExcCodes | None:
+        return self.endpoint.handle_write(device_id, func_code, address, [int(v) for v in values])
+
+
+class DeviceEndpoint:
+    """A device's Modbus TCP server: start, stop, go offline and back, answer requests."""
+
+    def __init__(self, device: SimDevice, host: str, port: int, fault: FaultState,
+                 on_write: Callable[[], None]) -> None:
+        self.device = device
+        self.host = host
+        self.port = port  # the bound port once started (0 = ephemeral until then)
+        self.fault = fault
+        self.on_write = on_write
+        self.counters = Counters()
+        self.server: ModbusTcpServer | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self.server is not None
+
+    # ------------------------------------------------------------ requests
+
+    def _check(self, device_id: int, func_code: int) -> ExcCodes | None:
+        self.counters.by_fc[func_code] = self.counters.by_fc.get(func_code, 0) + 1
+        if self.fault.mode == "silent":
+            raise NoSuchIdException(f"{self.device.asset_id} is silent")  # no answer at all
+        if device_id != self.device.unit_id:
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        if self.fault.mode == "exception":
+            return ExcCodes(self.fault.code)
+        if func_code not in _READ_SPACE:
+            return ExcCodes.ILLEGAL_FUNCTION
+        return None
+
+    def handle_read(self, device_id: int, func_code: int, address: int, count: int) -> list[int] | ExcCodes:
+        rc = self._check(device_id, func_code)
+        result = rc if rc is not None else self.device.read(_READ_SPACE[func_code], address, count)
+        if isinstance(result, ExcCodes):
+            self.counters.exceptions += 1
+        else:
+            self.counters.reads += 1
+        return result
+
+    def handle_write(self, device_id: int, func_code: int, address: int, values: list[int]) -> ExcCodes | None:
+        rc = self._check(device_id, func_code)
+        if rc is None and func_code not in _WRITE_FCS:
+            rc = ExcCodes.ILLEGAL_FUNCTION
+        if rc is None:
+            rc = self.device.write(address, values)
+        if rc is not None:
+            self.counters.exceptions += 1
+            return rc
+        self.counters.writes += 1
+        self.on_write()
+        return None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Listen on host:port; PortInUseError names the port if it cannot be bound."""
+        if self.server is not None:
+            return
+        server = ModbusTcpServer(DeviceContext(self), address=(self.host, self.port), ignore_missing_devices=True)
+        if not await server.listen():
+            await server.shutdown()
+            raise PortInUseError(_bind_failure(self.host, self.port, f"device {self.device.asset_id}"))
+        sockets = getattr(server.transport, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self.server = server
+        log.info("%s (%s, unit %d) listening on %s:%d", self.device.asset_id, self.device.kind,
+                 self.device.unit_id, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Close the listening socket and every open connection."""
+        server, self.server = self.server, None
+        if server is not None:
+            await server.shutdown()
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {"listening": self.listening, "reads": c.reads, "writes": c.writes, "exceptions": c.exceptions,
+                "by_function_code": {str(k): v for k, v in sorted(c.by_fc.items())}}
+
+
+def _bind_failure(host: str, port: int, what: str) -> str:
+    """Why host:port cannot be bound (pymodbus only reports that it failed)."""
+    reason = "cannot be bound"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, addr = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(addr)
+    except OSError as exc:
+        reason = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+    return f"cannot listen on {host}:{port} for {what}: {reason}"
