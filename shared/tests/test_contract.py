@@ -167,6 +167,7 @@ def test_timestamps_are_normalised_to_utc() -> None:
     body = example("battery-charging")
     body["timestamp"] = "2025-06-01T14:00:00.250+02:00"
     message = parse_message(body)
+    assert isinstance(message, BatteryTelemetry)
     assert message.timestamp == dt.datetime(2025, 6, 1, 12, 0, 0, 250_000, tzinfo=dt.timezone.utc)
     assert json.loads(message.model_dump_json())["timestamp"] == "2025-06-01T12:00:00.250000Z"
     local = dt.datetime(2025, 6, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2)))
@@ -181,6 +182,7 @@ def test_utc_now_is_aware_utc() -> None:
 
 def test_messages_are_frozen() -> None:
     message = parse_message(example("boiler"))
+    assert isinstance(message, BoilerTelemetry)
     with pytest.raises(ValidationError):
         message.power_kw = 1.0  # type: ignore[misc]
 
@@ -234,7 +236,7 @@ INVALID = [
 ]
 
 
-def _errors_of(body: Any) -> list[dict[str, Any]]:
+def _errors_of(body: Any) -> list[Any]:
     with pytest.raises(ValidationError) as info:
         parse_message(json.dumps(body, allow_nan=True))
     return info.value.errors()
