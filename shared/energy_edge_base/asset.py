@@ -24,6 +24,7 @@ from energy_edge_base.modbus import (
     DeviceRejected,
     DeviceUnavailable,
     ModbusPoller,
+    ModbusTransport,
     RegisterMap,
     RegisterValueError,
     WriteVerificationError,
@@ -89,7 +90,7 @@ class AssetDevice(abc.ABC, Generic[S]):
     # ------------------------------------------------------------ what modules provide
 
     @abc.abstractmethod
-    async def register_map(self, transport: PymodbusTcpTransport) -> RegisterMap:
+    async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         """The device's map: static, or discovered over `transport` (SunSpec)."""
 
     @abc.abstractmethod
@@ -100,6 +101,11 @@ class AssetDevice(abc.ABC, Generic[S]):
         """Put the device in its safe state (idle). Default: nothing to do."""
         return None
 
+    def make_transport(self) -> ModbusTransport:
+        """The device boundary: Modbus TCP; unit tests substitute a FakeModbusDevice here."""
+        s = self.settings
+        return PymodbusTcpTransport(s.host, s.port, s.unit_id, s.timeout_s)
+
     # ------------------------------------------------------------ I/O
 
     async def connect(self) -> ModbusPoller:
@@ -109,7 +115,7 @@ class AssetDevice(abc.ABC, Generic[S]):
         if now < self._retry_at_s:
             raise DeviceUnavailable(self.asset_id, "backing off", retry_in_s=self._retry_at_s - now)
         s = self.settings
-        transport = PymodbusTcpTransport(s.host, s.port, s.unit_id, s.timeout_s)
+        transport = self.make_transport()
         try:
             await transport.connect()
             register_map = await self.register_map(transport)
@@ -127,6 +133,17 @@ class AssetDevice(abc.ABC, Generic[S]):
     async def poll(self) -> None:
         poller = await self.connect()
         self.values = dict(await poller.read_all())
+
+    async def ensure_values(self) -> None:
+        """Make sure ratings and limits were read once (a command may come before the first poll)."""
+        if self.poller is not None and self.values:
+            return
+        try:
+            await self.poll()
+        except DeviceUnavailable as exc:
+            raise MethodError(503, f"{self.asset_id} is offline: {exc}", asset_id=self.asset_id) from exc
+        except DeviceRejected as exc:
+            raise MethodError(502, f"{self.asset_id} refused the read: {exc}", asset_id=self.asset_id) from exc
 
     async def write(self, name: str, value: Any) -> Any:
         """Write one register and return the read-back; errors become method answers."""

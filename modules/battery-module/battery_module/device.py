@@ -14,8 +14,7 @@ from battery_module.config import BatterySettings
 from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import BatteryTelemetry, utc_now
 from energy_edge_base.methods import MethodError
-from energy_edge_base.modbus import RegisterMap
-from energy_edge_base.modbus.poller import PymodbusTcpTransport
+from energy_edge_base.modbus import ModbusTransport, RegisterMap
 from energy_edge_base.sunspec import build_map, discover
 
 MODELS = (1, 103, 120, 124, 713)
@@ -31,7 +30,7 @@ class BatteryDevice(AssetDevice[BatterySettings]):
         super().__init__(settings, module)
         self.setpoint_kw: float | None = None
 
-    async def register_map(self, transport: PymodbusTcpTransport) -> RegisterMap:
+    async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         layout = await discover(transport)
         missing = [m for m in REQUIRED_MODELS if m not in layout]
         if missing:
@@ -77,8 +76,7 @@ class BatteryDevice(AssetDevice[BatterySettings]):
 
     async def set_power(self, power_kw: float) -> tuple[float, dict[str, Any]]:
         """Clamp to the ratings, write the 124 controls, return (applied kW, read-back)."""
-        if self.poller is None:
-            await self.poll()  # need WChaMax to express the setpoint as a rate
+        await self.ensure_values()  # WChaMax is needed to express the setpoint as a rate
         rated_kw = self.rated_kw
         if not rated_kw:
             raise MethodError(503, f"{self.asset_id}: the device does not report WChaMax", asset_id=self.asset_id)

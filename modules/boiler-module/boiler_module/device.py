@@ -15,8 +15,7 @@ from boiler_module.registers import BOILER_MAP, STATES
 from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import BoilerTelemetry, utc_now
 from energy_edge_base.methods import MethodError
-from energy_edge_base.modbus import RegisterMap
-from energy_edge_base.modbus.poller import PymodbusTcpTransport
+from energy_edge_base.modbus import ModbusTransport, RegisterMap
 
 
 class BoilerDevice(AssetDevice[BoilerSettings]):
@@ -24,12 +23,8 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
         super().__init__(settings, module)
         self.setpoint_kw: float | None = None
 
-    async def register_map(self, transport: PymodbusTcpTransport) -> RegisterMap:
+    async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         return BOILER_MAP
-
-    async def _ensure_values(self) -> None:
-        if self.poller is None or not self.values:
-            await self.poll()
 
     @property
     def rated_kw(self) -> float:
@@ -45,7 +40,7 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
         return float(low), float(high)
 
     async def set_temperature(self, setpoint_c: float) -> tuple[float, dict[str, Any]]:
-        await self._ensure_values()
+        await self.ensure_values()
         low, high = self.temperature_band_c()
         applied = round(clamp(setpoint_c, low, high), 1)
         read_back = {"setpoint_c": await self.write("setpoint_c", applied)}
@@ -53,7 +48,7 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
         return applied, read_back
 
     async def start(self, power_kw: float | None) -> tuple[float, dict[str, Any]]:
-        await self._ensure_values()
+        await self.ensure_values()
         applied = round(clamp(power_kw if power_kw is not None else self.rated_kw, 0.0, self.rated_kw), 1)
         read_back = {
             "power_limit_kw": await self.write("power_limit_kw", applied),
@@ -64,17 +59,17 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
         return applied, read_back
 
     async def stop(self) -> dict[str, Any]:
-        await self._ensure_values()
+        await self.ensure_values()
         self.setpoint_kw = 0.0
         self.note_command(active=True)
         return {"enable": await self.write("enable", 0)}
 
     async def reset(self) -> dict[str, Any]:
-        await self._ensure_values()
+        await self.ensure_values()
         return {"reset": await self.write("reset", 1)}
 
     async def safe_state(self) -> None:
-        await self._ensure_values()
+        await self.ensure_values()
         low, high = self.temperature_band_c()
         await self.write("setpoint_c", round(clamp(self.settings.idle_setpoint_c, low, high), 1))
         await self.write("power_limit_kw", round(self.rated_kw, 1))

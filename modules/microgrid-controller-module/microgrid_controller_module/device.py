@@ -19,8 +19,7 @@ from pydantic import BaseModel
 from energy_edge_base.asset import AssetDevice
 from energy_edge_base.contract import MicrogridControllerTelemetry, utc_now
 from energy_edge_base.methods import MethodError
-from energy_edge_base.modbus import DeviceUnavailable, RegisterMap
-from energy_edge_base.modbus.poller import PymodbusTcpTransport
+from energy_edge_base.modbus import DeviceUnavailable, ModbusTransport, RegisterMap
 from microgrid_controller_module.config import PccSettings
 from microgrid_controller_module.registers import (
     PCC_MAP,
@@ -118,7 +117,7 @@ class PccDevice(AssetDevice[PccSettings]):
         super().__init__(settings, module)
         self.mqtt: MqttLink | None = None
 
-    async def register_map(self, transport: PymodbusTcpTransport) -> RegisterMap:
+    async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         return PCC_MAP
 
     async def poll(self) -> None:

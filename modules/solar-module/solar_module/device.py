@@ -9,8 +9,7 @@ from pydantic import BaseModel
 from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import SolarTelemetry, utc_now
 from energy_edge_base.methods import MethodError
-from energy_edge_base.modbus import RegisterMap
-from energy_edge_base.modbus.poller import PymodbusTcpTransport
+from energy_edge_base.modbus import ModbusTransport, RegisterMap
 from energy_edge_base.sunspec import build_map, discover
 from solar_module.config import SolarSettings
 
@@ -26,7 +25,7 @@ class SolarDevice(AssetDevice[SolarSettings]):
         super().__init__(settings, module)
         self.setpoint_kw: float | None = None
 
-    async def register_map(self, transport: PymodbusTcpTransport) -> RegisterMap:
+    async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         layout = await discover(transport)
         missing = [m for m in REQUIRED_MODELS if m not in layout]
         if missing:
@@ -40,12 +39,8 @@ class SolarDevice(AssetDevice[SolarSettings]):
         value = self.values.get("rated_power_w")
         return value / 1000 if isinstance(value, (int, float)) and value > 0 else None
 
-    async def _ensure_values(self) -> None:
-        if self.poller is None or not self.values:
-            await self.poll()
-
     async def set_limit_pct(self, limit_pct: float) -> tuple[float, dict[str, Any]]:
-        await self._ensure_values()
+        await self.ensure_values()
         applied_pct = round(clamp(limit_pct, 0.0, 100.0), 2)
         if self.settings.limit_revert_s:
             await self.write("power_limit_revert_s", self.settings.limit_revert_s)
@@ -58,11 +53,11 @@ class SolarDevice(AssetDevice[SolarSettings]):
         return applied_pct, read_back
 
     async def set_connected(self, connected: bool) -> dict[str, Any]:
-        await self._ensure_values()
+        await self.ensure_values()
         return {"connect": await self.write("connect", 1 if connected else 0)}
 
     async def clear_limit(self) -> dict[str, Any]:
-        await self._ensure_values()
+        await self.ensure_values()
         self.setpoint_kw = None
         return {"power_limit_enable": await self.write("power_limit_enable", 0)}
 
