@@ -32,5 +32,8 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest --cov=energy_edge --cov=energy_edge_base --cov-report=term:skip-covered
 
+schemas: install
+	$(BIN)/python -m energy_edge_base.schemas docs/schemas
+
 clean:
 	rm -rf $(VENV) .edge .pytest_cache .mypy_cache .ruff_cache
