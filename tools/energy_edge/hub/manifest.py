@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from energy_edge.hub.routes import RouteTable
+
+log = logging.getLogger("energy_edge.hub.manifest")
+
+# ${NAME} as iotedgedev expands it; ${MODULES.…} and ${MODULEDIR<…>} are image placeholders, left alone here.
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ManifestError(ValueError):
@@ -40,11 +48,44 @@ class EdgeConfig:
         return sorted(self.modules)
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines (iotedgedev's .env); comments and blank lines ignored."""
+    values: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def expand_variables(text: str, env: dict[str, str]) -> tuple[str, list[str]]:
+    """Replace ${NAME} from `env`; returns the text and the names that were not found."""
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in env:
+            return env[name]
+        missing.append(name)
+        return match.group(0)
+
+    return _VARIABLE.sub(replace, text), sorted(set(missing))
+
+
 def load_manifest(path: Path) -> EdgeConfig:
+    """Read a deployment manifest, expanding ${NAME} from the environment, then `.env` beside it."""
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest {path} not found") from exc
+    env = {**read_env_file(path.parent / ".env"), **os.environ}
+    text, missing = expand_variables(text, env)
+    if missing:
+        log.warning("%s: variables not set, left as they are: %s", path, ", ".join(missing))
+    try:
+        content = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"manifest {path}: invalid JSON at line {exc.lineno}, column {exc.colno}") from exc
     return parse_modules_content(content, str(path))
