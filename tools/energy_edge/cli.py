@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_hub(sub)
+    from energy_edge.sim.main import add_sim_parser
+
+    add_sim_parser(sub)
     return parser
 
 

@@ -40,8 +40,11 @@ class SolarDevice(AssetDevice[SolarSettings]):
         return value / 1000 if isinstance(value, (int, float)) and value > 0 else None
 
     async def set_limit_pct(self, limit_pct: float) -> tuple[float, dict[str, Any]]:
+        """Limit output to a % of the rating; 100 % lifts the limit (WMaxLim_Ena = 0)."""
         await self.ensure_values()
         applied_pct = round(clamp(limit_pct, 0.0, 100.0), 2)
+        if applied_pct >= 100:
+            return 100.0, await self.clear_limit()
         if self.settings.limit_revert_s:
             await self.write("power_limit_revert_s", self.settings.limit_revert_s)
         read_back = {
