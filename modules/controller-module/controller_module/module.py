@@ -144,7 +144,8 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             asset_id = body["asset_id"]
             setpoint = body.get("setpoint_kw")
             # A setpoint is a target for batteries; for PV it is only a cap, meaningful while curtailed.
-            tracked = body.get("asset_type") == "battery" or (body.get("asset_type") == "solar" and body.get("curtailed"))
+            kind = body.get("asset_type")
+            tracked = kind == "battery" or (kind == "solar" and body.get("curtailed"))
             if tracked and isinstance(setpoint, (int, float)) and isinstance(body.get("power_kw"), (int, float)):
                 error = setpoint - body["power_kw"]
                 self.tracking_kw[asset_id] = 0.8 * self.tracking_kw.get(asset_id, error) + 0.2 * error
