@@ -7,7 +7,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pymodbus.client import ModbusTcpClient
 
 from energy_edge.sim.main import RunningSim, SimOptions, start_sim
+from energy_edge.sim.runtime import Simulator
 
 T = TypeVar("T")
 
@@ -49,6 +50,11 @@ class SimThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+    @property
+    def sim(self) -> Simulator:
+        assert self.running is not None
+        return self.running.sim
 
     @property
     def sim_json(self) -> dict[str, Any]:
@@ -102,10 +108,10 @@ def s16(value: int) -> int:
     return value - 0x10000 if value & 0x8000 else value
 
 
-def u32(regs: list[int]) -> int:
+def u32(regs: Sequence[int]) -> int:
     return (regs[0] << 16) | regs[1]
 
 
-def s32(regs: list[int]) -> int:
+def s32(regs: Sequence[int]) -> int:
     v = u32(regs)
     return v - 0x100000000 if v & 0x80000000 else v

@@ -100,8 +100,9 @@ class DeviceEndpoint:
 
     # ------------------------------------------------------------ requests
 
-    def _check(self, device_id: int, func_code: int) -> ExcCodes | None:
-        self.counters.by_fc[func_code] = self.counters.by_fc.get(func_code, 0) + 1
+    def _check(self, device_id: int, func_code: int, count: bool = True) -> ExcCodes | None:
+        if count:
+            self.counters.by_fc[func_code] = self.counters.by_fc.get(func_code, 0) + 1
         if self.fault.mode == "silent":
             raise NoSuchIdException(f"{self.device.asset_id} is silent")  # no answer at all
         if device_id != self.device.unit_id:
@@ -113,11 +114,12 @@ class DeviceEndpoint:
         return None
 
     def handle_read(self, device_id: int, func_code: int, address: int, count: int) -> list[int] | ExcCodes:
-        rc = self._check(device_id, func_code)
+        readback = func_code in _WRITE_FCS  # pymodbus reads a written register back for the FC6 echo
+        rc = self._check(device_id, func_code, count=not readback)
         result = rc if rc is not None else self.device.read(_READ_SPACE[func_code], address, count)
         if isinstance(result, ExcCodes):
             self.counters.exceptions += 1
-        else:
+        elif not readback:
             self.counters.reads += 1
         return result
 
