@@ -164,3 +164,193 @@ class ModuleProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+
+# ---------------------------------------------------------------- a whole site: simulator, emulator, modules
+
+MODULE_FOLDERS = {
+    "solar": "solar-module",
+    "battery": "battery-module",
+    "boiler": "boiler-module",
+    "microgrid-controller": "microgrid-controller-module",
+    "controller": "controller-module",
+}
+DEPLOYMENT = REPO / "deployment" / "deployment.template.json"
+
+
+class SimProcess:
+    """`energy-edge sim` as a child process."""
+
+    def __init__(self, data_dir: Path, host: str, scenario: str = "default", accel: float = 1.0) -> None:
+        self.data_dir, self.host, self.scenario, self.accel = data_dir, host, scenario, accel
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_lines: list[str] = []
+
+    def start(self, timeout_s: float = 60) -> SimProcess:
+        cmd = [*ENERGY_EDGE, "sim", "--scenario", self.scenario, "--host", self.host, "--data-dir",
+               str(self.data_dir), "--accel", str(self.accel)]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     bufsize=1)
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self.log_lines.append(line.rstrip())
+                if "energy-edge sim ready" in line:
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("simulator did not start:\n" + "\n".join(self.log_lines))
+        return self
+
+    @property
+    def admin_url(self) -> str:
+        return str(json.loads((self.data_dir / "sim.json").read_text())["admin_url"])
+
+    def state(self) -> dict[str, Any]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.admin_url + "/state", timeout=10) as response:
+            doc: dict[str, Any] = json.loads(response.read())
+            return doc
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import urllib.request
+
+        request = urllib.request.Request(self.admin_url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            doc: dict[str, Any] = json.loads(response.read())
+            return doc
+
+    def stop(self, timeout_s: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout_s)
+        self.proc = None
+        return code
+
+
+def site_manifest(sim_host: str, drop: tuple[str, ...] = ("simulator",), probe_inputs: bool = True,
+                  desired: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The real deployment manifest, pointed at a simulator, with modules dropped and a `probe`
+    module added that receives every asset's telemetry (the test's eyes)."""
+    text = DEPLOYMENT.read_text().replace("${SIMULATOR_HOST}", sim_host)
+    manifest: dict[str, Any] = json.loads(text)
+    content = manifest["modulesContent"]
+    modules = content["$edgeAgent"]["properties.desired"]["modules"]
+    routes = content["$edgeHub"]["properties.desired"]["routes"]
+    for name in drop:
+        modules.pop(name, None)
+        content.pop(name, None)
+        for route_name, route in list(routes.items()):
+            text = route if isinstance(route, str) else route["route"]
+            if f"/modules/{name}/" in text:
+                del routes[route_name]
+    if probe_inputs:
+        modules["probe"] = {"type": "docker", "status": "running", "restartPolicy": "always",
+                            "settings": {"image": "probe:1"}}
+        content["probe"] = {"properties.desired": {}}
+        for name in ("solar", "battery", "boiler", "microgrid-controller", "controller"):
+            if name in modules:
+                routes[f"{name}ToProbe"] = (f'FROM /messages/modules/{name}/outputs/* '
+                                            f'INTO BrokeredEndpoint("/modules/probe/inputs/{name}")')
+    for name, patch in (desired or {}).items():
+        content[name]["properties.desired"].update(patch)
+    return manifest
+
+
+class TelemetryProbe:
+    """A real (sync) module client that keeps the latest message per asset and every message seen."""
+
+    def __init__(self, hub: HubProcess, module_id: str = "probe") -> None:
+        from azure.iot.device import IoTHubModuleClient
+
+        with environment(hub.module_env(module_id)):
+            self.client = IoTHubModuleClient.create_from_edge_environment()
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.messages: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self.client.on_message_received = self._on_message
+        self.client.connect()
+
+    def _on_message(self, message: Any) -> None:
+        try:
+            body = json.loads(message.data)
+        except ValueError:
+            return
+        with self._lock:
+            self.messages.append((message.input_name, body, dict(message.custom_properties)))
+            if isinstance(body, dict) and "asset_id" in body and body.get("message_type") == "telemetry":
+                self.latest[body["asset_id"]] = body
+
+    def wait_for(self, predicate: Any, timeout_s: float = 30, what: str = "telemetry") -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                value = predicate(self)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; latest: {self.latest}")
+
+    def close(self) -> None:
+        self.client.shutdown()
+
+
+class Site:
+    """Simulator + emulator + module processes, started together and stopped together."""
+
+    def __init__(self, root: Path, modules: tuple[str, ...], drop: tuple[str, ...] = ("simulator",),
+                 desired: dict[str, dict[str, Any]] | None = None, scenario: str = "default", accel: float = 1.0,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.host = next_loopback()
+        self.sim = SimProcess(root / "sim", self.host, scenario, accel)
+        self.manifest_path = root / "deployment.json"
+        self.manifest_path.write_text(json.dumps(site_manifest(self.host, drop, desired=desired), indent=2))
+        self.hub = HubProcess(self.manifest_path, root / "hub", self.host)
+        self.module_ids = modules
+        self.extra_env = {"STATE_DIR": str(root / "state"), **(extra_env or {})}
+        self.modules: dict[str, ModuleProcess] = {}
+        self.probe: TelemetryProbe | None = None
+
+    def start(self) -> Site:
+        self.sim.start()
+        self.hub.start()
+        trust_ca_for_requests(Path(self.hub.hub_json["ca_cert"]))
+        self.probe = TelemetryProbe(self.hub)
+        for module_id in self.module_ids:
+            self.start_module(module_id)
+        return self
+
+    def start_module(self, module_id: str) -> ModuleProcess:
+        process = ModuleProcess(self.hub, module_id, [f"modules/{MODULE_FOLDERS[module_id]}/main.py"],
+                                self.extra_env).start()
+        self.modules[module_id] = process
+        return process
+
+    def call(self, module_id: str, method: str, payload: Any, timeout_s: int = 15) -> tuple[int, Any]:
+        from azure.iot.hub.models import CloudToDeviceMethod
+
+        result = registry_manager(self.hub).invoke_device_module_method(
+            self.hub.hub_json["device_id"], module_id,
+            CloudToDeviceMethod(method_name=method, payload=payload, response_timeout_in_seconds=timeout_s),
+        )
+        return result.status, result.payload
+
+    def stop(self) -> None:
+        for process in self.modules.values():
+            try:
+                process.stop()
+            except subprocess.TimeoutExpired:
+                pass
+        if self.probe:
+            self.probe.close()
+        self.hub.stop()
+        self.sim.stop()
