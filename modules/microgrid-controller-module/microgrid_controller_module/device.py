@@ -31,8 +31,6 @@ from microgrid_controller_module.registers import (
 
 log = logging.getLogger("microgrid_controller_module")
 
-WRITE_CONFIRM_TIMEOUT_S = 5.0
-
 
 class MqttLink:
     """Subscribes to the controller's topics; keeps the last value of each point with its age."""
@@ -105,7 +103,7 @@ class MqttLink:
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise DeviceUnavailable(self.settings.asset_id, f"MQTT publish failed (rc {info.rc})")
         try:
-            await asyncio.wait_for(event.wait(), WRITE_CONFIRM_TIMEOUT_S)
+            await asyncio.wait_for(event.wait(), self.settings.timeout_s)  # the request timeout
         except asyncio.TimeoutError as exc:
             raise DeviceUnavailable(self.settings.asset_id, f"controller did not confirm {name}") from exc
         with self._lock:
