@@ -211,6 +211,11 @@ class SimProcess:
     def admin_url(self) -> str:
         return str(json.loads((self.data_dir / "sim.json").read_text())["admin_url"])
 
+    def state_devices(self) -> list[dict[str, Any]]:
+        """The endpoints sim.json lists."""
+        devices: list[dict[str, Any]] = json.loads((self.data_dir / "sim.json").read_text())["devices"]
+        return devices
+
     def state(self) -> dict[str, Any]:
         import urllib.request
 
