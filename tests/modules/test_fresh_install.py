@@ -36,7 +36,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 def stage(module_folder: str, target: Path) -> Path:
     source = REPO / "modules" / module_folder
     app = target / "app"
-    shutil.copytree(REPO / "shared", app / "shared", ignore=shutil.ignore_patterns("tests", "__pycache__", "*.egg-info"))
+    skip = shutil.ignore_patterns("tests", "__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "shared", app / "shared", ignore=skip)
     for item in source.iterdir():
         if item.name in ("tests", "__pycache__") or item.name.endswith(".egg-info"):
             continue

@@ -491,3 +491,16 @@ def test_register_doc_matches_the_maps() -> None:
         for addr, name, typ, *_ in table:
             span = f"{addr}-{addr + 1}" if typ in ("int32", "uint32") else str(addr)
             assert (span, name) in documented, name
+
+
+def test_example_scenario_file() -> None:
+    path = Path(__file__).resolve().parents[2] / "tools" / "energy_edge" / "sim" / "examples" / "two-inverters.json"
+    scenario = load_scenario(path)
+    sim = Simulator(scenario, accel=60)
+    assert [d.kind for d in sim.devices.values()] == ["solar", "solar", "battery", "boiler", "microgrid_controller"]
+    sim.advance(4 * 3600)  # to noon
+    site = sim.state()["site"]
+    carport = sim.state()["devices"]["pv-carport"]
+    assert carport["power_kw"] <= 40.0 + 1e-9 and site["pv_kw"] > 50
+    assert site["grid_import_kw"] == pytest.approx(
+        site["load_kw"] + site["heater_kw"] - site["pv_kw"] - site["battery_kw"])

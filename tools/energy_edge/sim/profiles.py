@@ -66,9 +66,6 @@ class Profile:
             return v0
         return v0 + (v1 - v0) * (x - x0) / (x1 - x0)
 
-    def sample(self, t0_s: float, t1_s: float, step_s: float) -> list[float]:
-        return [self.at(t) for t in np.arange(t0_s, t1_s, step_s)]
-
 
 @dataclass(frozen=True)
 class SiteProfiles:

@@ -203,7 +203,7 @@ def _default() -> Scenario:
     return Scenario(
         name="default",
         description=(
-            "A commercial site's day: load 60-185 kW with morning and late-afternoon peaks above the 150 kW "
+            "A commercial site's day: load 50-190 kW with morning and late-afternoon peaks above the 150 kW "
             "import limit, 200 kWp PV peaking around noon, a 200 kWh / 100 kW battery at 50 %, "
             "a 30 kW boiler with a 2000 L tank kept at 55-80 degC."
         ),
