@@ -18,7 +18,7 @@ $(STAMP): $(INSTALL_INPUTS)
 	bash scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e shared -e . \
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e shared -e '.[profiles]' \
 	    $(foreach m,$(wildcard modules/*/pyproject.toml),-e $(dir $(m)))
 	touch $(STAMP)
 
