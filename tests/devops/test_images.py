@@ -1,0 +1,182 @@
+"""Module images: module.json and the Dockerfiles are generated, current, and follow the image rules; they stage
+exactly what the fresh-venv test (tests/modules/test_fresh_install.py) stages."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from importlib.metadata import packages_distributions
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+
+from tests.support import REPO
+
+MODULES = REPO / "modules"
+
+
+def _generator() -> ModuleType:
+    path = REPO / "scripts" / "generate_module_images.py"
+    spec = importlib.util.spec_from_file_location("generate_module_images", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+GEN = _generator()
+FOLDERS = GEN.discover()
+DOCKERFILES = sorted(p for folder in FOLDERS for p in folder.path.glob("Dockerfile.*"))
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def instructions(path: Path) -> list[Instruction]:
+    """Dockerfile instructions with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines()
+                                          if not line.lstrip().startswith("#")))
+    found = []
+    for line in text.splitlines():
+        if line.strip():
+            keyword, _, args = line.strip().partition(" ")
+            found.append(Instruction(keyword.upper(), " ".join(args.split())))
+    return found
+
+
+def test_generated_files_are_current() -> None:
+    stale = [str(p.relative_to(REPO)) for p in GEN.stale_files()]
+    assert stale == [], "run: python scripts/generate_module_images.py"
+
+
+def test_every_module_folder_gets_images() -> None:
+    with_code = {p.name for p in MODULES.iterdir() if (p / "main.py").is_file()}
+    assert with_code | {"site-simulator"} == {f.folder for f in FOLDERS}
+    assert len(DOCKERFILES) == sum(len(f.platforms) for f in FOLDERS) >= 17
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.folder)
+def test_module_json(folder: Any) -> None:
+    doc = json.loads((folder.path / "module.json").read_text())
+    image = doc["image"]
+    assert image["repository"] == f"${{CONTAINER_REGISTRY_ADDRESS}}/{folder.folder}"
+    assert image["contextPath"] == "../../"  # the repository root: shared/ is in the context
+    platforms = image["tag"]["platforms"]
+    expected = ("amd64", "arm64v8") if folder.package is None else ("amd64", "arm64v8", "arm32v7")
+    assert tuple(platforms) == expected
+    for platform, dockerfile in platforms.items():
+        assert dockerfile == f"./Dockerfile.{platform}"
+        assert (folder.path / dockerfile).is_file()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", image["tag"]["version"])
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_dockerfile_rules(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    keywords = [s.keyword for s in steps]
+    platform = dockerfile.suffix.lstrip(".")
+    # slim, pinned to a patch release, and the platform's own base image
+    (base,) = [s.args for s in steps if s.keyword == "FROM"]
+    assert re.fullmatch(r"((arm64v8|arm32v7)/)?python:\d+\.\d+\.\d+-slim-[a-z]+", base), base
+    assert base.startswith(f"{platform}/") if platform != "amd64" else "/" not in base
+    # unbuffered Python, no bytecode, no pip cache
+    env = " ".join(s.args for s in steps if s.keyword == "ENV")
+    assert "PYTHONUNBUFFERED=1" in env and "PIP_NO_CACHE_DIR=1" in env
+    assert ("WORKDIR", "/app") in [(s.keyword, s.args) for s in steps]
+    # requirements before code: the dependency install comes before any code is copied
+    copies = [i for i, s in enumerate(steps) if s.keyword == "COPY"]
+    install = next(i for i, s in enumerate(steps) if s.keyword == "RUN" and "-r requirements.txt" in s.args)
+    requirement_copy = next(i for i in copies if "requirements.txt" in steps[i].args)
+    code_copies = [i for i in copies if re.search(r"main\.py|_module/|tools/", steps[i].args)]
+    assert requirement_copy < install < min(code_copies)
+    # a non-root user for everything that runs
+    users = [i for i, s in enumerate(steps) if s.keyword == "USER"]
+    assert users and steps[users[-1]].args not in ("root", "0", "0:0")
+    assert max(i for i, k in enumerate(keywords) if k == "RUN") < users[-1] < keywords.index("ENTRYPOINT")
+    # no secrets: no build arguments or variables that look like credentials, no env files copied in
+    for step in steps:
+        if step.keyword in ("ARG", "ENV"):
+            assert not re.search(r"(PASSWORD|SECRET|TOKEN|KEY|CONNECTION_?STRING)", step.args, re.I), step
+        if step.keyword == "COPY":
+            assert ".env" not in step.args and "id_rsa" not in step.args
+    assert "ADD" not in keywords  # COPY only: nothing fetched at build time
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_copied_path_exists_in_the_build_context(dockerfile: Path) -> None:
+    """The context is the repository root (module.json contextPath "../../")."""
+    for step in instructions(dockerfile):
+        if step.keyword == "COPY":
+            *sources, _destination = shlex.split(step.args)
+            for source in sources:
+                assert (REPO / source).exists(), f"{dockerfile.name}: COPY {source}"
+
+
+MODULE_FOLDERS = [f for f in FOLDERS if f.package is not None]
+
+
+@pytest.mark.parametrize("folder", MODULE_FOLDERS, ids=lambda f: f.folder)
+def test_image_stages_what_the_fresh_install_test_stages(folder: Any) -> None:
+    """/app holds shared/, requirements.txt, main.py and the package: the layout test_fresh_install.py runs."""
+    steps = instructions(folder.path / "Dockerfile.amd64")
+    staged = {}
+    for step in steps:
+        if step.keyword == "COPY":
+            source, destination = shlex.split(step.args)
+            staged[destination.strip("./").rstrip("/") or source] = source.rstrip("/")
+    name = folder.folder
+    package = folder.package
+    assert staged == {"shared": "shared", "requirements.txt": f"modules/{name}/requirements.txt",
+                      "main.py": f"modules/{name}/main.py", package: f"modules/{name}/{package}"}
+    requirements = [line.strip() for line in (MODULES / name / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    assert requirements[0] == "./shared"  # installed from the staged copy, so the module installs alone
+    assert all("==" in line for line in requirements[1:]), "module images pin their dependencies"
+
+
+def test_dockerignore_keeps_the_context_small_and_clean() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for pattern in (".git", ".venv", "**/tests", "**/__pycache__", "**/*.egg-info", "**/.env"):
+        assert pattern in ignored
+
+
+def test_simulator_image_has_what_the_simulator_imports() -> None:
+    """The simulator installs energy-edge with --no-deps after its own pins: those must cover every module-level
+    third-party import of energy_edge.sim (the profile sources import demandlib and pvlib lazily, as an extra)
+    and agree with the root distribution's requirements."""
+    pins = {}
+    for line in (MODULES / "site-simulator" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            pins[requirement.name.lower()] = requirement
+    declared = {Requirement(r).name.lower(): Requirement(r)
+                for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    distributions = packages_distributions()
+    imported: set[str] = set()
+    for path in (REPO / "tools" / "energy_edge" / "sim").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [])
+            for top in {n.split(".")[0] for n in names}:
+                if top not in sys.stdlib_module_names and top not in ("energy_edge", "energy_edge_base"):
+                    imported.update(d.lower() for d in distributions.get(top, [top]))
+    assert imported and imported <= set(pins), f"not pinned for the simulator image: {imported - set(pins)}"
+    for name, pin in pins.items():
+        (version,) = [s.version for s in pin.specifier]
+        assert name in declared, f"{name} is pinned for the simulator but not a dependency of energy-edge"
+        assert declared[name].specifier.contains(version), f"{name}=={version} breaks pyproject's {declared[name]}"

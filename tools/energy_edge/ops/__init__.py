@@ -1,0 +1,1 @@
+"""Operator commands: deployment manifests (`energy-edge manifest`), device provisioning (`energy-edge provision`)."""
