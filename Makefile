@@ -10,7 +10,7 @@ INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt \
                   $(wildcard modules/*/requirements.txt) $(wildcard modules/*/pyproject.toml) \
                   scripts/install-system-deps.sh
 
-.PHONY: install run test lint typecheck unit schemas clean
+.PHONY: install run test lint typecheck unit schemas clean tools
 
 install: $(STAMP)
 
@@ -29,8 +29,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install lint
+test: install lint tools
 	$(BIN)/python -m pytest --cov=energy_edge --cov=energy_edge_base --cov-report=term:skip-covered
+
+# Validators tests/devops shells out to (checkov, ansible-lint), each in its own venv under .venv-tools/.
+tools: .venv-tools/.installed
+
+.venv-tools/.installed: scripts/install-devops-tools.sh $(wildcard scripts/tools/*.txt)
+	bash scripts/install-devops-tools.sh $(PYTHON)
+	touch $@
 
 schemas: install
 	$(BIN)/python -m energy_edge_base.schemas docs/schemas

@@ -128,7 +128,7 @@ def test_production_is_the_base_without_the_simulator() -> None:
 
 
 def test_site_layer_points_every_asset_module_at_the_site() -> None:
-    env = {**EXAMPLE_ENV, **read_env_file(DEPLOYMENT / "sites" / "example-site.env")}
+    env = {**EXAMPLE_ENV, **read_env_file(DEPLOYMENT / "sites" / "example.env.example")}
     production = m.load_template(PRODUCTION, env)[0]
     layer = m.load_template(SITE_LAYER, env)[0]
     device = m.apply_layer(production, layer)
@@ -348,7 +348,7 @@ def test_layered_deployments_build_too() -> None:
     spec = diagnostics["modulesContent"]["$edgeAgent"]["properties.desired.modules.controller"]
     assert spec["settings"]["image"] == "myregistry.azurecr.io/controller-module:0.1.0-arm64v8"
     assert isinstance(spec["settings"]["createOptions"], str)
-    site = build(SITE_LAYER, "amd64", env=read_env_file(DEPLOYMENT / "sites" / "example-site.env"))
+    site = build(SITE_LAYER, "amd64", env=read_env_file(DEPLOYMENT / "sites" / "example.env.example"))
     assert site["modulesContent"]["solar"]["properties.desired.devices"][0]["host"] == "10.20.0.11"
 
 
@@ -374,7 +374,7 @@ def test_cli_writes_config_per_platform_and_the_emulator_loads_it(tmp_path: Path
     assert loaded.modules["battery"].image == "acr.example.io/battery-module:1.2.0-arm64v8"
     assert [r.name for r in loaded.routes.routes] == list(routes(base_manifest()))
     site = run_cli("manifest", "--repo", str(REPO), "build", "--platform", "amd64", "--template", str(SITE_LAYER),
-                   "--env-file", str(DEPLOYMENT / "sites" / "example-site.env"), "--out-dir", str(out))
+                   "--env-file", str(DEPLOYMENT / "sites" / "example.env.example"), "--out-dir", str(out))
     assert site == 0 and json.loads((out / "site.amd64.json").read_text())["modulesContent"]["controller"] == \
         {"properties.desired.site_id": "site-example-01"}
 
