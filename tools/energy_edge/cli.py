@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     from energy_edge.sim.main import add_sim_parser
 
     add_sim_parser(sub)
+    from energy_edge.run.main import add_run_parser
+
+    add_run_parser(sub)
     return parser
 
 

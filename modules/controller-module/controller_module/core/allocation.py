@@ -66,3 +66,24 @@ def _taper(distance_pct: float, taper_pct: float) -> float:
     if taper_pct <= 0 or distance_pct >= taper_pct:
         return 1.0
     return max(0.1, distance_pct / taper_pct)
+
+
+# One-way efficiency assumed when the energy left for one cycle is turned into a power limit. Batteries report
+# their SOC after losses and the core is not told their efficiency; 0.9 one way (81 % round trip) errs on the
+# safe side for any battery better than that.
+CYCLE_EFFICIENCY = 0.9
+
+
+def energy_limits(soc_pct: float, capacity_kwh: float, floor_soc_pct: float, ceiling_soc_pct: float,
+                  cycle_s: float) -> tuple[float, float]:
+    """(charge, discharge) limits that keep the SOC inside [floor, ceiling] if held for one more cycle.
+
+    At a 1-second cycle they never bind; at a cycle as long as a billing quarter they are what keeps a held
+    setpoint from running the battery past its floor or ceiling. Unknown capacity: no limit."""
+    hours = cycle_s / 3600.0
+    if hours <= 0 or capacity_kwh <= 0:
+        return float("inf"), float("inf")
+    charge = max(0.0, ceiling_soc_pct - soc_pct) / 100.0 * capacity_kwh / hours  # stores at most what it draws
+    discharge = max(0.0, soc_pct - floor_soc_pct) / 100.0 * capacity_kwh * CYCLE_EFFICIENCY / hours
+    return charge, discharge
+

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from controller_module.core.allocation import Unit, derated_limits, split
+from controller_module.core.allocation import Unit, derated_limits, energy_limits, split
 from controller_module.core.capability import CapabilityState, SourceReading, combine
 from controller_module.core.config import ControllerConfig
 from controller_module.core.constraints import Interval
@@ -144,8 +144,8 @@ class Controller:
         # per-asset dispatch: those units are fixed and leave the automatic allocation
         fixed = {d.asset_id: d.power_kw for d in mem.dispatches if d.asset_id}
         free = [b for b in batteries if b.asset_id not in fixed]
-        units = self._units(free)
-        p_fixed = sum(self._clamp_unit(b, fixed[b.asset_id]) for b in batteries if b.asset_id in fixed)
+        units = self._units(free, dt_s)
+        p_fixed = sum(self._clamp_unit(b, fixed[b.asset_id], dt_s) for b in batteries if b.asset_id in fixed)
 
         # guard + compute: narrow the interval by priority
         box = Interval(-sum(u.max_charge_kw for u in units), sum(u.max_discharge_kw for u in units))
@@ -153,11 +153,11 @@ class Controller:
         site_dispatch = next((d for d in mem.dispatches if d.asset_id is None), None)
         if site_dispatch:
             box.exactly(site_dispatch.power_kw - p_fixed, "dispatch")
-        limit_kw, limit_source = self._limit(now, site, units)
+        limit_kw, limit_source = self._limit(now, g_flex, free, units)
         target_kw = None
         peak_need = float("-inf")
         if cfg.peak_shaving_enabled and limit_kw is not None:
-            target_kw = limit_kw - cfg.limit_margin_kw
+            target_kw = self._quarter_target(limit_kw - cfg.limit_margin_kw)
             peak_need = g_flex - p_fixed - target_kw
             box.at_least(peak_need, "peak_shaving")
         if cfg.max_export_kw is not None:
@@ -170,8 +170,10 @@ class Controller:
         setpoints = split(p_free, units, cfg.min_soc_pct, cfg.max_soc_pct)
         for b in batteries:
             if b.asset_id in fixed:
-                setpoints[b.asset_id] = self._clamp_unit(b, fixed[b.asset_id])
+                setpoints[b.asset_id] = self._clamp_unit(b, fixed[b.asset_id], dt_s)
         p_total = sum(setpoints.values())
+        # the billing quarter holds the import expected with the new setpoints, not the reading taken before
+        mem.quarters.revise(meter.grid_import_kw + p_now - p_total)
         headroom_kw = float("inf") if target_kw is None else target_kw - (g_flex - p_total)
         boilers, soak_kw = self._boilers(site, g_flex - p_total, headroom_kw)
         solar = self._curtail(site, g_flex + soak_kw - p_total)
@@ -181,6 +183,23 @@ class Controller:
         return Decision(setpoints, solar, boilers, status)
 
     # ------------------------------------------------------------ pieces
+
+    def _quarter_target(self, target_kw: float) -> float:
+        """What import may be for the rest of this billing quarter so that its average stays on target.
+
+        Billing counts the quarter's average, so an overshoot earlier in the quarter (a load step
+        between two cycles) is paid back by aiming lower until the quarter ends. Headroom is never
+        spent above the target: a lower import earlier does not license a higher one now.
+        """
+        q = self.memory.quarters
+        if q.quarter_start_s is None or q.last_t_s is None:
+            return target_kw
+        elapsed_s = q.last_t_s - q.quarter_start_s
+        remaining_s = QUARTER_S - elapsed_s
+        if elapsed_s <= 0 or remaining_s < 60:
+            return target_kw
+        budget_kw = (target_kw * QUARTER_S - q.energy_kws) / remaining_s
+        return max(0.0, min(target_kw, budget_kw))
 
     def _fail_safe(self, site: SiteState, why: str) -> Decision:
         self.memory.balance_kw, self.memory.balance_direction = 0.0, 0
@@ -200,30 +219,40 @@ class Controller:
                 soaking += -b.power_kw
         return min(soaking, heat_now)
 
-    def _units(self, batteries: list[Any]) -> list[Unit]:
+    def _unit_limits(self, b: Any, cycle_s: float) -> tuple[float, float]:
+        """(charge, discharge) the unit can do now: rating tapered near floor and ceiling, and what one more
+        cycle of the same setpoint leaves inside the SOC window."""
         cfg = self.config
+        charge, discharge = derated_limits(b.soc_pct, b.max_charge_kw, b.max_discharge_kw, cfg.min_soc_pct,
+                                           cfg.max_soc_pct)
+        energy_charge, energy_discharge = energy_limits(b.soc_pct, b.capacity_kwh or 0.0, cfg.min_soc_pct,
+                                                        cfg.max_soc_pct, cycle_s)
+        return min(charge, energy_charge), min(discharge, energy_discharge)
+
+    def _units(self, batteries: list[Any], cycle_s: float) -> list[Unit]:
         units = []
         for b in batteries:
-            charge, discharge = derated_limits(b.soc_pct, b.max_charge_kw, b.max_discharge_kw, cfg.min_soc_pct,
-                                               cfg.max_soc_pct)
+            charge, discharge = self._unit_limits(b, cycle_s)
             units.append(Unit(b.asset_id, b.soc_pct, b.capacity_kwh or 0.0, charge, discharge))
         return units
 
-    def _clamp_unit(self, battery: Any, power_kw: float) -> float:
-        charge, discharge = derated_limits(battery.soc_pct, battery.max_charge_kw, battery.max_discharge_kw,
-                                           self.config.min_soc_pct, self.config.max_soc_pct)
+    def _clamp_unit(self, battery: Any, power_kw: float, cycle_s: float) -> float:
+        charge, discharge = self._unit_limits(battery, cycle_s)
         return max(-charge, min(discharge, power_kw))
 
     def _learn(self, now: dt.datetime, net_kw: float) -> None:
         """Feed the history with completed quarters of net load (import without the battery)."""
         tracker = self.memory.net_quarter
-        before = len(tracker.completed)
+        # compare the last completed quarter, not the list's length: the tracker keeps only a month of them,
+        # so once full its length no longer grows (the history stopped learning after 31 days)
+        before = tracker.completed[-1][0] if tracker.completed else None
         tracker.add(now, net_kw)
-        if len(tracker.completed) > before:
+        if tracker.completed and tracker.completed[-1][0] != before:
             start_s, avg = tracker.completed[-1]
             self.memory.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), avg)
 
-    def _limit(self, now: dt.datetime, site: SiteState, units: list[Unit]) -> tuple[float | None, str]:
+    def _limit(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
+               ) -> tuple[float | None, str]:
         cfg, mem = self.config, self.memory
         if cfg.import_limit_kw is not None:
             return cfg.import_limit_kw, "twin"
@@ -232,11 +261,13 @@ class Controller:
             start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
             forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
             if forecast is not None and units:
+                forecast[0] = g_now  # the present is known
+                # a day-long plan uses the ratings: the taper near floor and ceiling is a matter of minutes
                 envelope = BatteryEnvelope(
                     energy_kwh=sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
                     capacity_kwh=sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
-                    max_charge_kw=sum(u.max_charge_kw for u in units),
-                    max_discharge_kw=sum(u.max_discharge_kw for u in units),
+                    max_charge_kw=sum(b.max_charge_kw for b in batteries),
+                    max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
                 )
                 mem.planned_threshold_kw = plan_threshold(forecast, envelope)
         if mem.planned_threshold_kw is None:

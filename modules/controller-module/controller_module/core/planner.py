@@ -44,6 +44,12 @@ class LoadHistory:
     )
     var: list[list[float]] = field(default_factory=lambda: [[0.0] * QUARTERS_PER_DAY for _ in range(DAY_TYPES)])
     quarters_seen: int = 0
+    bias_alpha: float = 0.3
+    bias_decay: float = 0.9
+    bias_kw: float = 0.0
+    level_alpha: float = 0.0
+    level_decay: float = 0.99
+    level_kw: float = 0.0
 
     def add(self, quarter_start: dt.datetime, net_kw: float) -> None:
         d, q = day_type(quarter_start.date()), quarter_of_day(quarter_start)
@@ -52,6 +58,8 @@ class LoadHistory:
             self.mean[d][q] = net_kw
         else:
             delta = net_kw - old
+            self.bias_kw += self.bias_alpha * (delta - self.bias_kw)
+            self.level_kw += self.level_alpha * (delta - self.level_kw)
             self.mean[d][q] = old + self.alpha * delta
             self.var[d][q] = (1 - self.alpha) * (self.var[d][q] + self.alpha * delta * delta)
         self.quarters_seen += 1
@@ -60,6 +68,7 @@ class LoadHistory:
         """Upper-envelope net load for the `quarters` following `start`; None without enough history."""
         out = []
         t = start
+        bias, level = self.bias_kw, self.level_kw
         for _ in range(quarters):
             d, q = day_type(t.date()), quarter_of_day(t)
             mean = self.mean[d][q]
@@ -67,13 +76,16 @@ class LoadHistory:
                 mean = next((m[q] for m in self.mean if m[q] is not None), None)
             if mean is None:
                 return None
-            out.append(mean + self.k_sigma * math.sqrt(max(self.var[d][q], 0.0)))
+            out.append(mean + self.k_sigma * math.sqrt(max(self.var[d][q], 0.0)) + bias + level)
+            bias *= self.bias_decay
+            level *= self.level_decay
             t += dt.timedelta(minutes=15)
         return out
 
     def to_record(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "k_sigma": self.k_sigma, "mean": self.mean, "var": self.var,
-                "quarters_seen": self.quarters_seen}
+                "quarters_seen": self.quarters_seen, "bias_alpha": self.bias_alpha, "bias_decay": self.bias_decay,
+                "bias_kw": self.bias_kw}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LoadHistory:

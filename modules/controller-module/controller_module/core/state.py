@@ -148,6 +148,13 @@ class QuarterTracker:
         self.energy_kws += self.last_kw * max(0.0, t_s - self.last_t_s)
         self.last_t_s, self.last_kw = t_s, grid_import_kw
 
+    def revise(self, grid_import_kw: float) -> None:
+        """Replace the value held from the last sample on, e.g. with the import expected after a setpoint the
+        controller has just sent. At a 1-second cycle the next reading replaces it anyway; at a cycle as long as
+        a quarter, holding the reading taken before the setpoint changed would book the unshaved import."""
+        if self.last_t_s is not None:
+            self.last_kw = grid_import_kw
+
     def quarter_average_kw(self) -> float | None:
         if self.quarter_start_s is None or self.last_t_s is None:
             return None
