@@ -53,6 +53,7 @@ def _hub_serve(args: argparse.Namespace) -> int:
         mqtt_port=args.mqtt_port,
         https_port=args.https_port,
         workload_port=args.workload_port,
+        advertise_host=args.advertise_host,
     )
     try:
         return asyncio.run(serve(options))
@@ -133,6 +134,8 @@ def _add_hub(sub: Any) -> None:
     hub.add_argument("--manifest", default="deployment/deployment.template.json", help="deployment manifest")
     hub.add_argument("--host", default="127.0.0.1", help="address to listen on; any loopback address works")
     hub.add_argument("--data-dir", default=".edge/hub", help="state: certificates, identities, store, hub.json")
+    hub.add_argument("--advertise-host",
+                     help="host name clients use, in the certificate and hub.json (default: --host)")
     hub.add_argument("--device-id", default="edge-device", help="the edge device's id")
     hub.add_argument("--mqtt-port", type=int, default=8883, help="MQTT over TLS (the device SDK uses 8883)")
     hub.add_argument("--https-port", type=int, default=443,

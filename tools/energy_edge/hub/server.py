@@ -30,6 +30,9 @@ class HubOptions:
     manifest: Path
     data_dir: Path
     host: str = "127.0.0.1"
+    # The name clients use (certificate, hub.json); defaults to `host`. In containers the emulator
+    # binds 0.0.0.0 and is reached by its service name.
+    advertise_host: str | None = None
     device_id: str = "edge-device"
     mqtt_port: int = 8883  # azure-iot-device hard-codes 8883
     https_port: int = 443  # module invoke_method hard-codes 443
@@ -84,10 +87,11 @@ def _bind_error(host: str, port: int, what: str, exc: OSError) -> PortInUseError
 async def start_hub(options: HubOptions) -> RunningHub:
     options.data_dir.mkdir(parents=True, exist_ok=True)
     edge = load_manifest(options.manifest)
-    tls = identity.ensure_tls(options.data_dir / "tls", options.host)
-    hub = EdgeHub(options.data_dir, options.host, options.device_id, edge)
+    public = options.advertise_host or options.host
+    tls = identity.ensure_tls(options.data_dir / "tls", public)
+    hub = EdgeHub(options.data_dir, public, options.device_id, edge)
     if options.https_port != 443:
-        hub.service_hostnames.append(f"{options.host}:{options.https_port}")
+        hub.service_hostnames.append(f"{public}:{options.https_port}")
     servers: list[Any] = []
     context = _server_ssl_context(tls)
     try:
@@ -121,7 +125,7 @@ async def start_hub(options: HubOptions) -> RunningHub:
 
 
 def write_hub_json(options: HubOptions, hub: EdgeHub, tls: identity.TlsFiles) -> None:
-    host = options.host
+    host = options.advertise_host or options.host
     service_host = host if options.https_port == 443 else f"{host}:{options.https_port}"
     workload_uri = f"http://{host}:{options.workload_port}/"
     modules = {}

@@ -1,0 +1,52 @@
+"""Start a module with the environment an emulator's hub.json gives it (local development, compose).
+
+On IoT Edge, edgeAgent puts the `IOTEDGE_*` variables into a module's container. Against the
+emulator in docker compose, the emulator writes them into `hub.json` on a shared volume; this
+launcher waits for that file, sets the module's variables and replaces itself with the module:
+
+    python -m energy_edge_base.launch --hub-json /edge/hub/hub.json --module battery -- python main.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def module_environment(hub_json: Path, module_id: str) -> dict[str, str]:
+    doc = json.loads(hub_json.read_text())
+    modules = doc.get("modules", {})
+    if module_id not in modules:
+        raise SystemExit(f"{hub_json}: no module {module_id!r} (deployed: {', '.join(sorted(modules))})")
+    env: dict[str, str] = dict(modules[module_id]["env"])
+    env["EdgeModuleCACertificateFile"] = doc["ca_cert"]
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m energy_edge_base.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hub-json", type=Path, required=True)
+    parser.add_argument("--module", required=True, help="the module id in the deployment")
+    parser.add_argument("--wait-s", type=float, default=120.0, help="how long to wait for hub.json")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the module's command")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the module's command after --")
+    deadline = time.monotonic() + args.wait_s
+    while not args.hub_json.exists():
+        if time.monotonic() > deadline:
+            print(f"no {args.hub_json} after {args.wait_s:g} s: is the emulator running?", file=sys.stderr)
+            return 2
+        time.sleep(0.5)
+    os.execvpe(command[0], command, {**os.environ, **module_environment(args.hub_json, args.module)})
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
