@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     from energy_edge.run.main import add_run_parser
 
     add_run_parser(sub)
+    from energy_edge.ops.manifest import add_manifest_parser
+    from energy_edge.ops.provision import add_provision_parser
+
+    add_manifest_parser(sub)
+    add_provision_parser(sub)
     return parser
 
 
