@@ -229,10 +229,12 @@ class Controller:
                                                         cfg.max_soc_pct, cycle_s)
         return min(charge, energy_charge), min(discharge, energy_discharge)
 
-    def _units(self, batteries: list[Any], cycle_s: float) -> list[Unit]:
+    def _units(self, batteries: list[Any], cycle_s: float | None = None) -> list[Unit]:
+        """Allocation units; `cycle_s` is how long the setpoint will be held (default: the configured cycle)."""
+        cycle = self.config.cycle_s if cycle_s is None else cycle_s
         units = []
         for b in batteries:
-            charge, discharge = self._unit_limits(b, cycle_s)
+            charge, discharge = self._unit_limits(b, cycle)
             units.append(Unit(b.asset_id, b.soc_pct, b.capacity_kwh or 0.0, charge, discharge))
         return units
 
