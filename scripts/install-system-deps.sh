@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks use as real peers. Installs only what is missing.
+#   mosquitto  a real MQTT broker (microgrid controllers that publish over MQTT; benchmark reference)
+#   promtool   Prometheus's checker for exposition text and alert rules; only the binary is needed,
+#              taken from Debian's prometheus package into .venv-tools/bin (no server is installed)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
-if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+promtool_missing=0
+command -v promtool >/dev/null 2>&1 || [ -x .venv-tools/bin/promtool ] || promtool_missing=1
+if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing Debian packages: ${need[*]} (run: sudo apt-get install -y ${need[*]})" >&2
+  echo "missing: ${need[*]} $([ $promtool_missing -eq 1 ] && echo promtool) (as root: apt-get install -y mosquitto prometheus)" >&2
   exit 1
 fi
-echo "installing Debian packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The package starts a broker on 1883 under systemd-less hosts only when asked; tests start their own.
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ $promtool_missing -eq 1 ]; then
+  echo "extracting promtool from Debian's prometheus package"
+  work=$(mktemp -d)
+  (cd "$work" && apt-get download -qq prometheus >/dev/null && dpkg -x prometheus_*.deb root)
+  mkdir -p .venv-tools/bin
+  cp "$work/root/usr/bin/promtool" .venv-tools/bin/promtool
+  rm -rf "$work"
+  .venv-tools/bin/promtool --version | head -1
+fi

@@ -174,6 +174,7 @@ MODULE_FOLDERS = {
     "boiler": "boiler-module",
     "microgrid-controller": "microgrid-controller-module",
     "controller": "controller-module",
+    "telemetry": "telemetry-module",
 }
 DEPLOYMENT = REPO / "deployment" / "deployment.template.json"
 

@@ -16,7 +16,7 @@ from tests.support import ENERGY_EDGE, REPO, next_loopback
 
 pytestmark = pytest.mark.integration
 
-MODULES = {"simulator", "edgeHub", "solar", "battery", "boiler", "microgrid-controller", "controller"}
+MODULES = {"simulator", "edgeHub", "solar", "battery", "boiler", "microgrid-controller", "controller", "telemetry"}
 
 
 def alive(pid: int) -> bool:
@@ -49,6 +49,8 @@ def test_local_run_holds_the_limit_and_survives_a_killed_module(tmp_path: Path) 
                     break
             assert time.monotonic() < deadline, "the site did not come up"
             time.sleep(0.2)
+        endpoints = json.loads((data_dir / "endpoints.json").read_text())
+        assert endpoints["metrics_url"].endswith("/metrics")
         time.sleep(10)  # let control settle before the fault
         os.kill(processes["solar"]["pid"], signal.SIGKILL)
         assert run.wait(timeout=240) == 0, "".join(output)

@@ -170,6 +170,7 @@ class Supervisor:
         self.hub_info = json.loads((self.data_dir / "hub" / "hub.json").read_text())
         await self._start_modules()
         self.write_state()
+        self.write_endpoints()
 
     async def _launch(self, process: ManagedProcess) -> None:
         self.processes[process.name] = process
@@ -196,7 +197,9 @@ class Supervisor:
                 log.error("%s: no %s; not started", spec.name, main)
                 continue
             env = {**self._base_env(), **self.hub_info["modules"][spec.name]["env"], **spec.env,
-                   "STATE_DIR": str(self.data_dir / "state" / spec.name), "ENERGY_EDGE_SIM_CLOCK": clock}
+                   "STATE_DIR": str(self.data_dir / "state" / spec.name), "ENERGY_EDGE_SIM_CLOCK": clock,
+                   # servers a module opens listen on the run's loopback address, not on every interface
+                   "ENERGY_EDGE_BIND_ADDRESS": self.host}
             process = ManagedProcess(spec.name, [sys.executable, str(main)], env, self.logs / f"{spec.name}.log",
                                      spec.restart_policy)
             await self._launch(process)
@@ -215,6 +218,24 @@ class Supervisor:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"processes": doc}, indent=2))
         tmp.replace(path)
+
+    def write_endpoints(self) -> None:
+        """Where a running site can be reached, for other tools (`<data-dir>/endpoints.json`)."""
+        from energy_edge.hub.manifest import load_manifest
+
+        desired = load_manifest(self.manifest).desired.get("telemetry", {})
+        doc = {
+            "hub_json": str((self.data_dir / "hub" / "hub.json").resolve()),
+            "sim_json": str((self.data_dir / "sim" / "sim.json").resolve()),
+            "sim_admin_url": self.sim_info.get("admin_url"),
+            "upstream_store": str((self.data_dir / "hub" / "hub.db").resolve()),
+            "logs": str(self.logs.resolve()),
+        }
+        if "telemetry" in self.processes:
+            port = int(desired.get("metrics_port", 9600))
+            doc["metrics_url"] = f"http://{self.host}:{port}/metrics"
+            doc["healthz_url"] = f"http://{self.host}:{port}/healthz"
+        (self.data_dir / "endpoints.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     def module_states(self) -> dict[str, dict[str, Any]]:
         return {name: {"state": p.state, "restarts": p.restarts, "exit_codes": p.exit_codes}

@@ -1,0 +1,1 @@
+"""Telemetry module: the site's Prometheus exporter, fed by edgeHub routes."""

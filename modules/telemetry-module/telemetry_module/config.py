@@ -1,0 +1,14 @@
+"""Twin configuration of the telemetry module."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TelemetryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="telemetry module configuration")
+    metrics_port: int = Field(9600, ge=1, le=65535, description="Port of GET /metrics and GET /healthz.")
+    bind_address: str = Field("0.0.0.0", min_length=1, description="Address the HTTP server listens on.")
+    stale_after_s: float = Field(
+        30.0, gt=0, le=86_400, description="An asset silent for this long counts as stale in /healthz, seconds."
+    )
