@@ -165,7 +165,8 @@ class SiteCollector(Collector):
         peak = GaugeMetricFamily("energy_edge_grid_import_window_max_watts",
                                  "Highest grid import in the controller's last summary window.", labels=site_labels)
         summary_age = GaugeMetricFamily("energy_edge_controller_report_age_seconds",
-                                        "Seconds since the controller last reported its site summary.", labels=site_labels)
+                                        "Seconds since the controller last reported its site summary.",
+                                        labels=site_labels)
         if state.summary is not None:
             body = state.summary.body
             site = [str(body.get("site_id", ""))]
