@@ -179,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_manifest_parser(sub)
     add_provision_parser(sub)
+    from energy_edge.ops.analyst import add_analyst_parsers
+    from energy_edge.ops.operator import add_operator_parsers
+
+    add_operator_parsers(sub)
+    add_analyst_parsers(sub)
     return parser
 
 
