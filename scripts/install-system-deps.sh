@@ -3,10 +3,13 @@
 #   mosquitto  a real MQTT broker (microgrid controllers that publish over MQTT; benchmark reference)
 #   promtool   Prometheus's checker for exposition text and alert rules; only the binary is needed,
 #              taken from Debian's prometheus package into .venv-tools/bin (no server is installed)
+#   postgresql the capability history's second database
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# a PostgreSQL server for the capability-history tests (they start their own throwaway cluster)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 promtool_missing=0
 command -v promtool >/dev/null 2>&1 || [ -x .venv-tools/bin/promtool ] || promtool_missing=1
 if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exit 0; fi

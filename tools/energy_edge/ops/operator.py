@@ -132,14 +132,19 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     return patch
 
 
-def validate_change(module_id: str, desired: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """The desired document after `patch`, validated by the module's model; errors name the field."""
+def model_for(module_id: str) -> type[BaseModel]:
     models = config_models()
     if module_id not in models:
         raise OperatorError(f"unknown module {module_id!r}; modules with a configuration: {', '.join(sorted(models))}")
+    return models[module_id]
+
+
+def validate_change(module_id: str, desired: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """The desired document after `patch`, validated by the module's model; errors name the field."""
+    model = model_for(module_id)
     merged = merge_patch({k: v for k, v in desired.items() if not k.startswith("$")}, patch)
     try:
-        models[module_id].model_validate(merged)
+        model.model_validate(merged)
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors()]
         raise OperatorError(f"the change is not valid for {module_id}; nothing was sent:\n" + "\n".join(lines)) \
@@ -231,6 +236,7 @@ def cmd_twin_show(args: argparse.Namespace) -> int:
 def cmd_twin_set(args: argparse.Namespace) -> int:
     conn = resolve_connection(args)
     patch = parse_assignments(args.assignments)
+    model_for(args.module)  # an unknown module is named before anything goes over the network
     twin = get_twin(conn, args.module)
     validate_change(args.module, dict(twin.properties.desired), patch)
     if not args.json:
@@ -242,6 +248,7 @@ def cmd_twin_set(args: argparse.Namespace) -> int:
 
 def cmd_twin_edit(args: argparse.Namespace) -> int:
     conn = resolve_connection(args)
+    model_for(args.module)
     twin = get_twin(conn, args.module)
     current = {k: v for k, v in twin.properties.desired.items() if not k.startswith("$")}
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
