@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from energy_edge.hub.store import HubMessage, HubStore
-from energy_edge.ops.history import CapabilityEvent, CapabilityHistory, events_from_upstream
+from energy_edge.ops.history import (
+    CapabilityEvent,
+    CapabilityHistory,
+    events_from_routed_storage,
+    events_from_upstream,
+)
 from tests.support import ENERGY_EDGE, REPO
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -158,3 +163,27 @@ def test_ingest_from_the_upstream_store_and_the_cli(tmp_path: Path) -> None:
     lines = listed.stdout.strip().splitlines()
     assert lines[0].startswith("id,enqueuedTime,deviceId,moduleId")
     assert len(lines) == 4
+
+
+def test_ingest_from_routed_storage_files(tmp_path: Path) -> None:
+    """IoT Hub's storage route with JSON encoding: one record per line, body inline or base64."""
+    import base64
+
+    lines = [
+        {"EnqueuedTimeUtc": "2026-03-01T12:01:00Z", "Properties": {"messageType": "capabilityStatus"},
+         "SystemProperties": {"messageId": "a"}, "Body": capability_body(True, 1)},
+        {"EnqueuedTimeUtc": "2026-03-01T12:02:00Z", "Properties": {"messageType": "capabilityStatus"},
+         "SystemProperties": {"messageId": "b"},
+         "Body": base64.b64encode(json.dumps(capability_body(False, 2, "mgc-1")).encode()).decode()},
+        {"EnqueuedTimeUtc": "2026-03-01T12:02:00Z", "Properties": {"messageType": "siteSummary"},
+         "SystemProperties": {"messageId": "c"}, "Body": {"ignored": True}},
+    ]
+    folder = tmp_path / "capability" / "2026" / "03" / "01"
+    folder.mkdir(parents=True)
+    (folder / "12.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    events = events_from_routed_storage([folder / "12.json"])
+    assert [(e.source_ref, e.state, e.source) for e in events] == [("a", "ON", "controller"), ("b", "OFF", "mgc-1")]
+    result = subprocess.run([*ENERGY_EDGE, "capability", "ingest", "--from-files", str(tmp_path / "capability"),
+                             "--db", f"sqlite:///{tmp_path / 'h.db'}"], cwd=REPO, capture_output=True, text=True,
+                            check=True)
+    assert json.loads(result.stdout) == {"read": 2, "new": 2, "duplicates": 0}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_edge.hub.store import query_upstream
-from energy_edge.ops.history import CapabilityHistory, events_from_upstream
+from energy_edge.ops.history import CapabilityHistory, events_from_routed_storage, events_from_upstream
 
 FIELDS = ["id", "enqueuedTime", "deviceId", "moduleId", "outputName", "messageType", "properties", "body"]
 
@@ -64,7 +64,11 @@ def _db_url(args: argparse.Namespace) -> str:
 
 
 def cmd_capability_ingest(args: argparse.Namespace) -> int:
-    events = events_from_upstream(_store(args), _since(args.since))
+    if args.from_files:
+        files = sorted(p for p in Path(args.from_files).rglob("*") if p.is_file())
+        events = events_from_routed_storage(files)
+    else:
+        events = events_from_upstream(_store(args), _since(args.since))
     with CapabilityHistory(_db_url(args)) as history:
         new, duplicates = history.record(events)
     print(json.dumps({"read": len(events), "new": new, "duplicates": duplicates}))
@@ -124,6 +128,8 @@ def add_analyst_parsers(subparsers: Any) -> None:
         parser.add_argument("--json", action="store_true")
         if name == "ingest":
             parser.add_argument("--since", help="only events of the last span, e.g. 1d")
+            parser.add_argument("--from-files", metavar="DIR",
+                                help="IoT Hub routed-storage files (JSON encoding), e.g. a downloaded container")
         if name == "show":
             parser.add_argument("--site")
         if name == "history":

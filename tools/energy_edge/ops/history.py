@@ -223,3 +223,24 @@ def events_from_upstream(hub_db: Path, since_epoch_s: float | None = None) -> li
         if isinstance(body, dict):
             events.append(CapabilityEvent.from_message(body, record.system_properties.get("messageId")))
     return events
+
+
+def events_from_routed_storage(paths: Iterable[Path]) -> list[CapabilityEvent]:
+    """Capability events from IoT Hub's routing to Azure Storage (JSON encoding: one record per line,
+    `{"EnqueuedTimeUtc", "Properties", "SystemProperties": {"messageId", …}, "Body"}`; the body is the
+    JSON document itself when the message said application/json + utf-8, base64 text otherwise)."""
+    import base64
+
+    events = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("Properties", {}).get("messageType") != "capabilityStatus":
+                continue
+            body = record.get("Body")
+            if isinstance(body, str):
+                body = json.loads(base64.b64decode(body))
+            events.append(CapabilityEvent.from_message(body, record.get("SystemProperties", {}).get("messageId")))
+    return events
