@@ -30,9 +30,36 @@ class SiteAggregator:
     def __init__(self) -> None:
         self.latest: dict[str, Latest] = {}
         self.grid_average = TimeAverage(900.0)
+        # setpoints the controller wrote, per battery: (wall epoch written, kW)
+        self.commands: dict[str, list[tuple[float, float]]] = {}
 
-    def add(self, body: dict[str, Any], received_s: float, site_time: dt.datetime) -> bool:
+    def commanded(self, asset_id: str, written_epoch_s: float, power_kw: float) -> None:
+        log = self.commands.setdefault(asset_id, [])
+        log.append((written_epoch_s, power_kw))
+        del log[:-50]
+
+    def _battery_power_at(self, asset_id: str, measured_kw: float, setpoint_kw: float | None,
+                          at_epoch_s: float | None) -> float:
+        """The battery's power at the moment the meter was read.
+
+        Meter and batteries are polled by different modules at different moments; adding a battery
+        power read after a setpoint change to a meter reading taken before it makes the controller
+        chase its own command (and oscillate). While a battery tracks its setpoint, the setpoint in
+        force when the meter was read is the better estimate.
+        """
+        log = self.commands.get(asset_id)
+        if not log or at_epoch_s is None or setpoint_kw is None:
+            return measured_kw
+        tracking = abs(measured_kw - setpoint_kw) <= max(1.0, 0.1 * abs(setpoint_kw))
+        if not tracking:
+            return measured_kw
+        before = [kw for t, kw in log if t <= at_epoch_s]
+        return before[-1] if before else measured_kw
+
+    def add(self, body: Any, received_s: float, site_time: dt.datetime) -> bool:
         """Take one telemetry message; False if it is not asset telemetry we understand."""
+        if not isinstance(body, dict):
+            return False
         asset_id, asset_type = body.get("asset_id"), body.get("asset_type")
         if not isinstance(asset_id, str) or asset_type not in ("battery", "solar", "boiler", "microgrid_controller"):
             return False
@@ -43,13 +70,15 @@ class SiteAggregator:
 
     def site_state(self, now_s: float, site_time: dt.datetime) -> SiteState:
         meters, batteries, solars, boilers = [], [], [], []
+        meter_read_at = self._meter_reading_epoch()
         for asset_id, latest in sorted(self.latest.items()):
             b, age = latest.body, now_s - latest.received_s
             online = bool(b.get("online"))
             kind = b.get("asset_type")
             if kind == "battery":
+                power = self._battery_power_at(asset_id, _f(b, "power_kw"), _opt(b, "setpoint_kw"), meter_read_at)
                 batteries.append(BatteryView(
-                    asset_id, online, _f(b, "power_kw"), _opt(b, "soc_pct"), _opt(b, "capacity_kwh"),
+                    asset_id, online, power, _opt(b, "soc_pct"), _opt(b, "capacity_kwh"),
                     _f(b, "max_charge_kw"), _f(b, "max_discharge_kw"), age,
                 ))
             elif kind == "solar":
@@ -66,6 +95,17 @@ class SiteAggregator:
             now=site_time, meter=meter, batteries=tuple(batteries), solars=tuple(solars), boilers=tuple(boilers),
             grid_import_avg_15min_kw=self.grid_average.average(site_time.timestamp()),
         )
+
+
+    def _meter_reading_epoch(self) -> float | None:
+        meters = [m.body for m in self.latest.values() if m.body.get("asset_type") == "microgrid_controller"]
+        stamps = [str(m["timestamp"]) for m in meters if isinstance(m.get("timestamp"), str)]
+        if not stamps:
+            return None
+        try:
+            return max(dt.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in stamps)
+        except ValueError:
+            return None
 
 
 def _num(value: Any) -> bool:

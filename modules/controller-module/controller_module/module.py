@@ -140,7 +140,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
     # ------------------------------------------------------------ inputs
 
     async def on_telemetry(self, body: Any, message: Any) -> None:
-        if isinstance(body, dict) and self.aggregator.add(body, time.monotonic(), self.clock.now()):
+        if self.aggregator.add(body, time.monotonic(), self.clock.now()):
             asset_id = body["asset_id"]
             setpoint = body.get("setpoint_kw")
             # A setpoint is a target for batteries; for PV it is only a cap, meaningful while curtailed.
@@ -217,6 +217,9 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         result = await self.invoke(module_id, method, {"asset_id": asset_id, **payload})
         if result is not None and result.get("status") == 200:
             self.sent[key] = (value, now)
+            if asset_type == "battery" and isinstance(value, (int, float)):
+                applied = result.get("payload", {}).get("applied", {}).get("power_kw", value)
+                self.aggregator.commanded(asset_id, time.time(), float(applied))
         else:
             self.sent.pop(key, None)  # try again next cycle
 

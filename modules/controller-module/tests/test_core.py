@@ -190,3 +190,27 @@ def test_time_average_is_time_weighted() -> None:
     avg.add(600, 200)
     assert avg.average(900) == pytest.approx((100 * 600 + 200 * 300) / 900)
     assert avg.average(1500) == pytest.approx(200)
+
+
+def test_no_cycling_at_the_reserve() -> None:
+    """At the reserve, refilling and spending above it must not take turns (one direction at a time)."""
+    controller = Controller(config(reserve_soc_pct=60, recharge_kw=20))
+    setpoints = []
+    soc = 59.5
+    for minute in range(120):
+        decision = controller.step(site(70, (battery(soc=soc, power=setpoints[-1] if setpoints else 0),),
+                                        now=T0 + dt.timedelta(minutes=minute)))
+        setpoints.append(decision.battery_kw["bat-1"])
+        soc -= setpoints[-1] / 60 / 200 * 100  # a 200 kWh battery, one minute at the setpoint
+    assert min(setpoints) >= -20.01  # refilled at recharge_kw …
+    assert max(setpoints) <= 0.01  # … and never spent again for balancing while within the band
+    assert soc < 62
+
+
+def test_a_boiler_already_heating_is_not_counted_twice() -> None:
+    """A boiler on its own thermostat (below the soak band) draws 30 kW that the meter already shows:
+    soaking it up adds nothing, so export beyond the limit is still curtailed."""
+    state = site(-50, (battery(soc=95),), (boiler(temp=50, power=-30),), (solar(90),))
+    decision = Controller(config(max_export_kw=20)).step(state)
+    assert decision.boiler["boiler-1"].mode is BoilerMode.SOAK
+    assert decision.solar_limit_kw["solar-1"] == pytest.approx(60, abs=0.5)

@@ -110,6 +110,7 @@ class Memory:
 
 PLAN_EVERY = dt.timedelta(minutes=15)
 REVERSAL_MEMORY = dt.timedelta(minutes=5)
+RESERVE_BAND_PCT = 2.0
 PLAN_HORIZON_QUARTERS = 96
 
 
@@ -210,13 +211,14 @@ class Controller:
                               "twin" if self.config.import_limit_kw is not None else "none", None, 0.0, None)
         return Decision(hold, solar, boilers, status)
 
+    def _is_soaking(self, boiler: Any) -> bool:
+        """Heating above the normal setpoint band is ours to move; below it the boiler heats on its own."""
+        temp = boiler.water_temp_c
+        return bool(boiler.online and temp is not None and temp > self.config.boiler_normal_setpoint_c + 1)
+
     def _soaking_kw(self, site: SiteState, heat_now: float) -> float:
-        """Heating that is ours to move: boilers currently above their normal setpoint band."""
-        cfg = self.config
-        soaking = 0.0
-        for b in site.boilers:
-            if b.online and b.water_temp_c is not None and b.water_temp_c > cfg.boiler_normal_setpoint_c + 1:
-                soaking += -b.power_kw
+        """Heating that is ours to move (left out of the import the batteries answer for)."""
+        soaking = sum(-b.power_kw for b in site.boilers if self._is_soaking(b))
         return min(soaking, heat_now)
 
     def _unit_limits(self, b: Any, cycle_s: float) -> tuple[float, float]:
@@ -291,7 +293,8 @@ class Controller:
         if peak_need > 0:
             wanted = min(wanted, peak_need)
         # balancing spends only the energy above the reserve
-        above_reserve = [u for u in units if u.soc_pct > cfg.reserve_soc_pct]
+        # (a band above it, so refilling to the reserve and spending above it do not take turns)
+        above_reserve = [u for u in units if u.soc_pct > cfg.reserve_soc_pct + RESERVE_BAND_PCT]
         wanted = min(wanted, sum(u.max_discharge_kw for u in above_reserve))
         # refill the reserve from the grid while there is headroom under the limit
         if any(u.soc_pct < cfg.reserve_soc_pct for u in units) and cfg.recharge_kw > 0:
@@ -337,9 +340,12 @@ class Controller:
             if headroom_kw + own_draw < (b.rated_kw or 0.0) and temp is not None and temp > low + 1:
                 commands[b.asset_id] = BoilerCommand(BoilerMode.HOLD, 0.0, cfg.boiler_normal_setpoint_c)
             elif cfg.boiler_enabled and surplus > cfg.deadband_kw and temp is not None and temp < soak_setpoint - 1:
-                power = round(min(b.rated_kw or 0.0, surplus), 1)
-                surplus -= power
-                soak_total += power
+                # a boiler heating on its own thermostat is already in the import: only the extra counts
+                already = 0.0 if self._is_soaking(b) else own_draw
+                power = round(min(b.rated_kw or 0.0, surplus + already), 1)
+                extra = max(0.0, power - already)
+                surplus -= extra
+                soak_total += extra
                 commands[b.asset_id] = BoilerCommand(BoilerMode.SOAK, power, soak_setpoint)
             else:
                 commands[b.asset_id] = self._normal(b)
