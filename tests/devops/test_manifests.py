@@ -183,8 +183,8 @@ BROKEN: list[tuple[str, Mutation, str]] = [
                                               'INTO BrokeredEndpoint("/modules/controller/inputs/telemetry")'),
      "source module 'wind' is not in this deployment"),
     ("unknown target module", _set_route("x", 'FROM /messages/modules/solar/outputs/telemetry '
-                                              'INTO BrokeredEndpoint("/modules/telemetry/inputs/telemetry")'),
-     "target module 'telemetry' is not in this deployment"),
+                                              'INTO BrokeredEndpoint("/modules/historian/inputs/telemetry")'),
+     "target module 'historian' is not in this deployment"),
     ("sender without outputs", _set_route("x", 'FROM /messages/modules/simulator/* '
                                                'INTO BrokeredEndpoint("/modules/controller/inputs/telemetry")'),
      "module 'simulator' sends no messages"),

@@ -58,7 +58,7 @@ def test_module_starts_from_its_own_requirements(hub: HubProcess, module_id: str
     assert install.returncode == 0, install.stderr[-3000:]
     env = {k: v for k, v in pip_env.items() if not k.startswith("PYTHON")}
     env.update(hub.module_env(module_id))
-    env.update({"PYTHONUNBUFFERED": "1", "STATE_DIR": str(tmp_path / "state"),
+    env.update({"PYTHONUNBUFFERED": "1", "STATE_DIR": str(tmp_path / "state"), "ENERGY_EDGE_BIND_ADDRESS": hub.host,
                 "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin"})
     proc = subprocess.Popen([str(python), "main.py"], cwd=app, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -43,7 +43,7 @@ def test_every_build_uses_a_dockerfile_that_exists(compose: dict[str, Any]) -> N
         assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']}"
 
 
-@pytest.mark.parametrize("name", ["solar", "battery", "boiler", "microgrid-controller", "controller"])
+@pytest.mark.parametrize("name", ["solar", "battery", "boiler", "microgrid-controller", "controller", "telemetry"])
 def test_modules_launch_with_their_own_identity(compose: dict[str, Any], name: str) -> None:
     entrypoint = compose["services"][name]["entrypoint"]
     assert entrypoint[entrypoint.index("--module") + 1] == name

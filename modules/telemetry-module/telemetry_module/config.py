@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class TelemetryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="telemetry module configuration")
+    site_id: str = Field("site-1", min_length=1, description="Site this exporter serves (named in /healthz).")
     metrics_port: int = Field(9600, ge=1, le=65535, description="Port of GET /metrics and GET /healthz.")
     bind_address: str = Field("0.0.0.0", min_length=1, description="Address the HTTP server listens on.")
     stale_after_s: float = Field(

@@ -96,8 +96,8 @@ class TelemetryModule(EdgeModule[TelemetryConfig]):
                 ok = bool(self.site.assets) and not stale
                 status = "200 OK" if ok else "503 Service Unavailable"
                 content_type = "application/json"
-                body = json.dumps({"status": "ok" if ok else "degraded", "assets": len(self.site.assets),
-                                   "stale": stale}).encode()
+                body = json.dumps({"status": "ok" if ok else "degraded", "site_id": self.config.site_id,
+                                   "assets": len(self.site.assets), "stale": stale}).encode()
             else:
                 status, content_type, body = "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
             writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
