@@ -149,7 +149,11 @@ class Supervisor:
         return [sys.executable, "-m", "energy_edge.cli", *args]
 
     def _base_env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "SIMULATOR_HOST": self.host}
+        from energy_edge.hub.manifest import read_env_file
+
+        # deployment/.env.example's placeholders (registry credentials…) mean nothing locally
+        defaults = read_env_file(self.manifest.parent / ".env.example")
+        return {**defaults, **os.environ, "PYTHONUNBUFFERED": "1", "SIMULATOR_HOST": self.host}
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +186,8 @@ class Supervisor:
     async def _start_modules(self) -> None:
         from energy_edge.hub.manifest import load_manifest
 
-        os.environ.setdefault("SIMULATOR_HOST", self.host)
+        for key, value in self._base_env().items():
+            os.environ.setdefault(key, value)
         edge = load_manifest(self.manifest)
         clock = await self._sim_clock()
         for spec in sorted(edge.modules.values(), key=lambda m: (m.startup_order, m.name)):
