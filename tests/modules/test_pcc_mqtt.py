@@ -68,7 +68,6 @@ class MqttSiteController:
                                          "voltage_v": 400.0, "status": 0b101, "import_energy_kwh": 10.0,
                                          "export_energy_kwh": 1.0, "fault_code": 0, "import_limit_w": 150_000,
                                          "peak_shaving_enable": 1, "der_enable": 0, "reset": 0}
-        self.publishing = True
         self.client = paho.Client(client_id="site-controller", protocol=paho.MQTTv311)
         self.client.on_message = self._on_command
         self.client.connect("127.0.0.1", port)
@@ -86,15 +85,15 @@ class MqttSiteController:
 
     def _publish_loop(self) -> None:
         while not self._stop.wait(0.2):
-            if self.publishing:
-                for point in PCC_TOPICS:
-                    payload = str(self.values[point.name])  # plain numbers work as well as {"value": …}
-                    self.client.publish(f"{self.prefix}/{point.topic}", payload, qos=0)
+            for point in PCC_TOPICS:
+                payload = str(self.values[point.name])  # plain numbers work as well as {"value": …}
+                self.client.publish(f"{self.prefix}/{point.topic}", payload, qos=0)
 
     def close(self) -> None:
         self._stop.set()
-        self.client.loop_stop()
+        self._thread.join(timeout=5)  # no publish may follow close()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 async def poll_until(device: PccDevice, predicate: Any, timeout_s: float = 10) -> None:
@@ -129,14 +128,13 @@ async def test_mqtt_controller_telemetry_and_commands(broker: int) -> None:
         assert controller.values["import_limit_w"] == 120_000
         assert await device.write("der_enable", 1) == 1
 
-        controller.publishing = False  # the controller goes silent: offline after stale_after_s
+        controller.close()  # the controller goes away: silent, offline after stale_after_s
         deadline = time.monotonic() + 5
         with pytest.raises(DeviceUnavailable):
             while time.monotonic() < deadline:
                 await device.poll()
                 time.sleep(0.1)
-        controller.close()
-        with pytest.raises(MethodError) as refused:
+        with pytest.raises(MethodError) as refused:  # and nobody confirms a command
             await device.write("import_limit_w", 100_000)
         assert refused.value.status == 503
     finally:
