@@ -88,6 +88,13 @@ CASES = [
      {"bat-1": 0}, Mode.IDLE, lambda d: d.status.capabilities["PEAK_SHAVING"].state == "OFF"),
     ("external controller also guarding: conflict", {}, site(100, (battery(),), m=meter(100, ps=True)),
      {"bat-1": 100}, Mode.BALANCING, lambda d: d.status.capabilities["PEAK_SHAVING"].conflict),
+    ("the site controller is the authority on DER", {}, site(100, (battery(),), m=meter(100, der=False)),
+     {"bat-1": 100}, Mode.BALANCING,
+     lambda d: (d.status.capabilities["DER"].state, d.status.capabilities["DER"].source) == ("OFF", "pcc-1")),
+    ("without it the controller's DER view stands in", {}, site(100, (battery(),), m=meter(100, der=None)),
+     {"bat-1": 100}, Mode.BALANCING,
+     lambda d: (d.status.capabilities["DER"].state, d.status.capabilities["DER"].source) == ("ON", "controller")
+     and not d.status.capabilities["DER"].conflict),
 ]
 
 

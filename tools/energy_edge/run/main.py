@@ -219,8 +219,11 @@ class LiveView:
             assets.add_column(column)
         for asset_id, d in state["devices"].items():
             detail = _detail(d)
-            power = d.get("power_kw", -site["grid_import_kw"] if d["kind"] == "microgrid_controller" else 0)
-            assets.add_row(asset_id, d["kind"], f"{power:8.1f}", f"{detail} {d.get('fault', '')}".strip())
+            # the grid is a source on the site bus: import is + (the contract's sign convention)
+            power = site["grid_import_kw"] if d["kind"] == "microgrid_controller" else d.get("power_kw", 0.0)
+            fault = d.get("fault", "none")
+            assets.add_row(asset_id, d["kind"], f"{power:8.1f}",
+                           f"{detail} [red]{fault}[/]".strip() if fault != "none" else detail)
         grid = site["grid_import_kw"]
         style = "bold red" if grid > limit else "green"
         margin = controller.get("margin_kw")

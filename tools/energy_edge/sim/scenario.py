@@ -222,7 +222,8 @@ def _default() -> Scenario:
                         max_discharge_kw=100.0, soc_pct=50.0, model="SIM-BESS-200"),
             BoilerSpec(asset_id="boiler-1", unit_id=1, heater_kw=30.0, tank_l=2000.0, min_temp_c=55.0,
                        max_temp_c=80.0, setpoint_c=60.0, temp_c=62.0, model="SIM-EWH-30"),
-            ControllerSpec(asset_id="mgc-1", unit_id=1, model="SIM-MGC"),
+            # energy-edge guards the import limit: the site controller's own peak shaving is off
+            ControllerSpec(asset_id="mgc-1", unit_id=1, model="SIM-MGC", peak_shaving_enable=False),
         ],
     )
 

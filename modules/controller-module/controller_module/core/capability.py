@@ -4,6 +4,8 @@ Sources: the controller itself and the site's external microgrid controller (its
 booleans). One source is active per capability: the one reporting True, the controller first.
 Two sources reporting True at once is a conflict (two controllers guarding the same thing), and
 is flagged; the raw value, source, reason and timestamp are kept beside the normalised state.
+A fallback source (the controller's own view of DER) counts only while no primary source reports:
+the site controller is the authority on whether its DER are active.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class SourceReading:
     source: str  # "controller" or the microgrid controller's asset id
     value: bool | None  # None: the source says nothing (offline, not reporting)
     reason: str
+    fallback: bool = False  # only counts when no primary source says anything
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,11 @@ class CapabilityState:
 
 
 def combine(capability: str, readings: list[SourceReading], now: dt.datetime) -> CapabilityState:
-    on = [r for r in readings if r.value is True]
-    known = [r for r in readings if r.value is not None]
+    considered = [r for r in readings if not r.fallback]
+    if not any(r.value is not None for r in considered):
+        considered = readings  # no primary source reports: the fallbacks speak
+    on = [r for r in considered if r.value is True]
+    known = [r for r in considered if r.value is not None]
     if on:
         active = on[0]
         conflict = len(on) > 1

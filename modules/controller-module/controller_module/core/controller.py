@@ -415,11 +415,12 @@ class Controller:
             own_peak = SourceReading("controller", True, f"guarding {limit_kw:g} kW")
         der_assets = [b.asset_id for b in site.batteries if b.online] + [s.asset_id for s in site.solars if s.online]
         if mode is Mode.FAIL_SAFE:
-            own_der = SourceReading("controller", False, "fail-safe: batteries on hold")
+            own_der = SourceReading("controller", False, "fail-safe: batteries on hold", fallback=True)
         elif der_assets:
-            own_der = SourceReading("controller", True, f"{len(der_assets)} DER asset(s) under control")
+            own_der = SourceReading("controller", True, f"{len(der_assets)} DER asset(s) under control",
+                                    fallback=True)
         else:
-            own_der = SourceReading("controller", False, "no DER asset online")
+            own_der = SourceReading("controller", False, "no DER asset online", fallback=True)
         meter = site.meter
         external_source = meter.asset_id if meter else "microgrid-controller"
         ext_online = bool(meter and meter.online)
