@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller_module.aggregate import SiteAggregator
@@ -102,6 +103,11 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         self.capability_sent_s: dict[str, float] = {}
         self.summary_window: list[tuple[float, float]] = []
         self.summary_started: dt.datetime | None = None
+        self.tracking_gauge = Gauge(
+            "energy_edge_controller_tracking_error_watts",
+            "Rolling mean of setpoint − actual per asset (batteries, and PV while curtailed).", ["asset_id"],
+            registry=self.metrics.registry,
+        )
         self.inputs["telemetry"] = self.on_telemetry
         self.methods.register("dispatch", DispatchRequest, DispatchResponse, self.dispatch,
                               "Operator override for one asset or the whole site for duration_s.")
@@ -149,6 +155,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             if tracked and isinstance(setpoint, (int, float)) and isinstance(body.get("power_kw"), (int, float)):
                 error = setpoint - body["power_kw"]
                 self.tracking_kw[asset_id] = 0.8 * self.tracking_kw.get(asset_id, error) + 0.2 * error
+                self.tracking_gauge.labels(asset_id=asset_id).set(self.tracking_kw[asset_id] * 1000)
 
     # ------------------------------------------------------------ the cycle
 

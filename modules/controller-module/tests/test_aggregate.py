@@ -63,3 +63,24 @@ def test_ages_come_from_the_caller_clock() -> None:
     aggregator = SiteAggregator()
     aggregator.add(meter(0, 10.0), 100.0, NOW)
     assert aggregator.site_state(112.5, NOW).meter.age_s == pytest.approx(12.5)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_w"),
+    [
+        ({"asset_id": "b", "asset_type": "battery", "power_kw": 8.0, "setpoint_kw": 10.0}, 2000.0),
+        ({"asset_id": "s", "asset_type": "solar", "power_kw": 50.0, "setpoint_kw": 60.0, "curtailed": True}, 10000.0),
+        ({"asset_id": "s", "asset_type": "solar", "power_kw": 50.0, "setpoint_kw": 180.0, "curtailed": False}, None),
+    ],
+)
+async def test_tracking_error_in_metrics(body: dict[str, Any], expected_w: float | None) -> None:
+    from controller_module.module import ControllerModule
+
+    module = ControllerModule()
+    await module.on_telemetry({"online": True, **body}, None)
+    lines = [line for line in module.metrics.exposition().decode().splitlines()
+             if line.startswith("energy_edge_controller_tracking_error_watts{")]
+    if expected_w is None:
+        assert lines == []  # a PV cap is not a target
+    else:
+        assert lines == [f'energy_edge_controller_tracking_error_watts{{asset_id="{body["asset_id"]}"}} {expected_w}']

@@ -221,3 +221,39 @@ def test_a_boiler_already_heating_is_not_counted_twice() -> None:
     decision = Controller(config(max_export_kw=20)).step(state)
     assert decision.boiler["boiler-1"].mode is BoilerMode.SOAK
     assert decision.solar_limit_kw["solar-1"] == pytest.approx(60, abs=0.5)
+
+
+
+@pytest.mark.parametrize(
+    ("overrides", "month_peak", "limit", "source"),
+    [
+        ({"import_limit_kw": None}, 0.0, None, "none"),  # nothing to go by: no peak shaving
+        ({"import_limit_kw": None, "rule_threshold_kw": 140}, 0.0, 140, "rule"),  # no history: the rule
+        ({"import_limit_kw": None, "rule_threshold_kw": 140}, 155.0, 155, "rule"),  # never below the month's peak
+        ({"import_limit_kw": None}, 120.0, 120, "rule"),
+        ({"import_limit_kw": 150}, 170.0, 150, "twin"),  # a contracted limit is kept as given
+    ],
+)
+def test_limit_sources(overrides: dict[str, Any], month_peak: float, limit: float | None, source: str) -> None:
+    controller = Controller(config(**overrides))
+    controller.memory.quarters.month_peak_kw = month_peak
+    controller.memory.quarters.month = T0.strftime("%Y-%m")
+    status = controller.step(site(100, (battery(),))).status
+    assert (status.limit_kw, status.limit_source) == (limit, source)
+
+
+def test_memory_survives_a_restart() -> None:
+    """What the module persists (month peak, load history) restores to the same planning state."""
+    import json
+
+    controller = Controller(config(import_limit_kw=None))
+    for quarter in range(4 * 24 * 8):  # eight days of quarters with a daily peak
+        now = T0 + dt.timedelta(minutes=15 * quarter)
+        load = 160.0 if now.hour == 18 else 90.0
+        controller.step(site(load, (battery(),), now=now))
+    record = json.loads(json.dumps(controller.memory.to_record()))
+    restored = Controller(config(import_limit_kw=None))
+    restored.memory.restore(record)
+    assert restored.memory.quarters.month_peak_kw == controller.memory.quarters.month_peak_kw > 0
+    start = T0 + dt.timedelta(days=9)
+    assert restored.memory.history.forecast(start, 96) == controller.memory.history.forecast(start, 96)

@@ -16,6 +16,10 @@ class ControllerConfig(BaseModel):
         None, ge=0, le=1_000_000,
         description="Contracted import limit, kW. None: plan it from the forecast and the month's peak.",
     )
+    rule_threshold_kw: float | None = Field(
+        None, ge=0, le=1_000_000,
+        description="Planned mode without history yet: a fixed threshold (the rule), kW. None: the month's peak.",
+    )
     limit_margin_kw: float = Field(2.0, ge=0, le=10_000, description="Aim this far below the limit, kW.")
     reserve_soc_pct: float = Field(
         30.0, ge=0, le=100, description="State of charge kept for peaks; balancing does not discharge below it, %."

@@ -274,9 +274,15 @@ class Controller:
                     max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
                 )
                 mem.planned_threshold_kw = plan_threshold(forecast, envelope)
-        if mem.planned_threshold_kw is None:
-            return None, "none"
-        return max(mem.planned_threshold_kw, mem.quarters.month_peak_kw), "planned"
+        if mem.planned_threshold_kw is not None:
+            return max(mem.planned_threshold_kw, mem.quarters.month_peak_kw), "planned"
+        # no history yet: the rule (OpenEMS style) with a fixed threshold, never below the month's peak;
+        # recharging happens below it within the headroom, as in every mode
+        if cfg.rule_threshold_kw is not None:
+            return max(cfg.rule_threshold_kw, mem.quarters.month_peak_kw), "rule"
+        if mem.quarters.month_peak_kw > 0:
+            return mem.quarters.month_peak_kw, "rule"
+        return None, "none"
 
     def _balancing(self, g_free: float, units: list[Unit], dt_s: float, peak_need: float, now: dt.datetime
                    ) -> float:
