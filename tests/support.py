@@ -27,6 +27,27 @@ def next_loopback() -> str:
     return f"127.{_OCTET}.0.{next(_HOSTS)}"
 
 
+def start_until_ready(cmd: list[str], marker: str, log_lines: list[str], timeout_s: float,
+                      what: str) -> subprocess.Popen[str]:
+    """Start a child process and wait until it prints `marker`; its output is kept in `log_lines`."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout
+        for line in proc.stdout:
+            log_lines.append(line.rstrip())
+            if marker in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while not ready.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n" + "\n".join(log_lines))
+    return proc
+
+
 class HubProcess:
     """`energy-edge hub` as a child process, on its own loopback address."""
 
@@ -46,23 +67,7 @@ class HubProcess:
     def start(self, timeout_s: float = 30) -> HubProcess:
         cmd = [*ENERGY_EDGE, "hub", "--manifest", str(self.manifest), "--host", self.host,
                "--data-dir", str(self.data_dir), *self.extra]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc and self.proc.stdout
-            for line in self.proc.stdout:
-                self.log_lines.append(line.rstrip())
-                if "energy-edge hub ready" in line:
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("emulator did not start:\n" + "\n".join(self.log_lines))
+        self.proc = start_until_ready(cmd, "energy-edge hub ready", self.log_lines, timeout_s, "emulator")
         return self
 
     def stop(self, timeout_s: float = 15) -> int:
@@ -190,22 +195,7 @@ class SimProcess:
     def start(self, timeout_s: float = 60) -> SimProcess:
         cmd = [*ENERGY_EDGE, "sim", "--scenario", self.scenario, "--host", self.host, "--data-dir",
                str(self.data_dir), "--accel", str(self.accel)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1)
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc and self.proc.stdout
-            for line in self.proc.stdout:
-                self.log_lines.append(line.rstrip())
-                if "energy-edge sim ready" in line:
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("simulator did not start:\n" + "\n".join(self.log_lines))
+        self.proc = start_until_ready(cmd, "energy-edge sim ready", self.log_lines, timeout_s, "simulator")
         return self
 
     @property

@@ -77,6 +77,7 @@ class AssetDevice(abc.ABC, Generic[S]):
         self.online = False
         self.fault: str | None = None
         self.fault_code: int | None = None
+        self.setpoint_kw: float | None = None  # what the last command asked of the device (+ deliver)
         self.commanded = False  # a command other than idle is in force (the watchdog watches it)
         self.last_command_s: float = time.monotonic()
         self._backoff = BackoffPolicy()

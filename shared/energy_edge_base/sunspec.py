@@ -148,3 +148,13 @@ def build_map(name: str, layout: dict[int, int], models: Iterable[int]) -> Regis
                 )
             )
     return RegisterMap(name=name, registers=tuple(registers))
+
+
+async def discover_map(transport: ModbusTransport, name: str, models: Iterable[int],
+                       required: Iterable[int]) -> RegisterMap:
+    """Discover the device and build its map; a device without the `required` models is refused."""
+    layout = await discover(transport)
+    missing = [m for m in required if m not in layout]
+    if missing:
+        raise ValueError(f"SunSpec models {missing} not found (device has {sorted(layout)})")
+    return build_map(name, layout, models)

@@ -23,15 +23,15 @@ pytestmark = pytest.mark.integration
 
 
 async def battery_map(transport: ModbusTransport) -> RegisterMap:
-    from battery_module.device import MODELS
+    from battery_module.device import MODELS, REQUIRED_MODELS
 
-    return sunspec.build_map("battery", await sunspec.discover(transport), MODELS)
+    return await sunspec.discover_map(transport, "battery", MODELS, REQUIRED_MODELS)
 
 
 async def solar_map(transport: ModbusTransport) -> RegisterMap:
-    from solar_module.device import MODELS
+    from solar_module.device import MODELS, REQUIRED_MODELS
 
-    return sunspec.build_map("solar", await sunspec.discover(transport), MODELS)
+    return await sunspec.discover_map(transport, "solar", MODELS, REQUIRED_MODELS)
 
 
 async def static(register_map: RegisterMap, transport: ModbusTransport) -> RegisterMap:

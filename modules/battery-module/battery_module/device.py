@@ -15,7 +15,7 @@ from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import BatteryTelemetry, utc_now
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import ModbusTransport, RegisterMap
-from energy_edge_base.sunspec import build_map, discover
+from energy_edge_base.sunspec import discover_map
 
 MODELS = (1, 103, 120, 124, 713)
 REQUIRED_MODELS = (103, 124)
@@ -26,16 +26,8 @@ CHARGE_STATUS = {1: "off", 2: "empty", 3: "discharging", 4: "charging", 5: "full
 
 
 class BatteryDevice(AssetDevice[BatterySettings]):
-    def __init__(self, settings: BatterySettings, module: Any) -> None:
-        super().__init__(settings, module)
-        self.setpoint_kw: float | None = None
-
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
-        layout = await discover(transport)
-        missing = [m for m in REQUIRED_MODELS if m not in layout]
-        if missing:
-            raise ValueError(f"SunSpec models {missing} not found (device has {sorted(layout)})")
-        return build_map(f"battery {self.asset_id}", layout, MODELS)
+        return await discover_map(transport, f"battery {self.asset_id}", MODELS, REQUIRED_MODELS)
 
     # ------------------------------------------------------------ ratings (config wins over nameplate)
 

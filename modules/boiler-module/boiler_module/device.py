@@ -19,10 +19,6 @@ from energy_edge_base.modbus import ModbusTransport, RegisterMap
 
 
 class BoilerDevice(AssetDevice[BoilerSettings]):
-    def __init__(self, settings: BoilerSettings, module: Any) -> None:
-        super().__init__(settings, module)
-        self.setpoint_kw: float | None = None
-
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         return BOILER_MAP
 

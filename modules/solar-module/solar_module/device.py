@@ -10,7 +10,7 @@ from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import SolarTelemetry, utc_now
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import ModbusTransport, RegisterMap
-from energy_edge_base.sunspec import build_map, discover
+from energy_edge_base.sunspec import discover_map
 from solar_module.config import SolarSettings
 
 MODELS = (1, 103, 120, 123)
@@ -21,16 +21,8 @@ OPERATING_STATE = {1: "off", 2: "sleeping", 3: "starting", 4: "mppt", 5: "thrott
 
 
 class SolarDevice(AssetDevice[SolarSettings]):
-    def __init__(self, settings: SolarSettings, module: Any) -> None:
-        super().__init__(settings, module)
-        self.setpoint_kw: float | None = None
-
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
-        layout = await discover(transport)
-        missing = [m for m in REQUIRED_MODELS if m not in layout]
-        if missing:
-            raise ValueError(f"SunSpec models {missing} not found (device has {sorted(layout)})")
-        return build_map(f"solar {self.asset_id}", layout, MODELS)
+        return await discover_map(transport, f"solar {self.asset_id}", MODELS, REQUIRED_MODELS)
 
     @property
     def rated_kw(self) -> float | None:
