@@ -264,7 +264,8 @@ def _run_command(args: argparse.Namespace) -> int:
     from energy_edge.cli import parse_duration_s
 
     options = RunOptions(
-        manifest=Path(args.manifest), data_dir=Path(args.data_dir), host=args.host, scenario=args.scenario,
+        manifest=Path(args.manifest).resolve(), data_dir=Path(args.data_dir).resolve(), host=args.host,
+        scenario=args.scenario,
         duration_s=parse_duration_s(args.duration), accel=args.accel, seed=args.seed, ui=not args.no_ui,
         summary_out=Path(args.summary_out) if args.summary_out else None,
         plot_out=Path(args.plot) if args.plot else None,

@@ -141,6 +141,11 @@ class Supervisor:
     hub_info: dict[str, Any] = field(default_factory=dict)
     sim_info: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # children run from the repository; every path they are given must not depend on our cwd
+        self.data_dir = self.data_dir.resolve()
+        self.manifest = self.manifest.resolve()
+
     @property
     def logs(self) -> Path:
         return self.data_dir / "logs"
