@@ -33,6 +33,7 @@ log = logging.getLogger("controller_module")
 CAPABILITY_OUTPUT = "capability"
 SUMMARY_OUTPUT = "summary"
 PERSIST_EVERY_S = 60.0
+MIN_CYCLE_S = 0.2
 
 
 class SiteClock:
@@ -103,6 +104,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         self.capability_sent_s: dict[str, float] = {}
         self.summary_window: list[tuple[float, float]] = []
         self.summary_started: dt.datetime | None = None
+        self.meter_update = asyncio.Event()
         self.tracking_gauge = Gauge(
             "energy_edge_controller_tracking_error_watts",
             "Rolling mean of setpoint − actual per asset (batteries, and PV while curtailed).", ["asset_id"],
@@ -147,6 +149,8 @@ class ControllerModule(EdgeModule[ControllerConfig]):
 
     async def on_telemetry(self, body: Any, message: Any) -> None:
         if self.aggregator.add(body, time.monotonic(), self.clock.now()):
+            if body.get("asset_type") == "microgrid_controller":
+                self.meter_update.set()  # a new meter reading starts the next cycle
             asset_id = body["asset_id"]
             setpoint = body.get("setpoint_kw")
             # A setpoint is a target for batteries; for PV it is only a cap, meaningful while curtailed.
@@ -172,7 +176,19 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             if started - last_persist > PERSIST_EVERY_S:
                 self._persist()
                 last_persist = started
-            await asyncio.sleep(max(0.0, self.config.cycle_s - (time.monotonic() - started)))
+            await self._next_cycle(started)
+
+    async def _next_cycle(self, started: float) -> None:
+        """Cycle when a new meter reading arrives (a load step is answered within one meter poll, not a
+        poll plus a cycle timer in series), at most every MIN_CYCLE_S; without readings, every 1.5 cycles
+        so the stale-meter fail-safe still runs."""
+        await asyncio.sleep(max(0.0, MIN_CYCLE_S - (time.monotonic() - started)))
+        try:
+            await asyncio.wait_for(self.meter_update.wait(), max(0.0, 1.5 * self.config.cycle_s
+                                                                 - (time.monotonic() - started)))
+        except asyncio.TimeoutError:
+            pass
+        self.meter_update.clear()
 
     async def safe_state(self) -> None:
         self._persist()  # the batteries' own watchdogs take them to idle; the state survives the restart
