@@ -48,6 +48,15 @@ def start_until_ready(cmd: list[str], marker: str, log_lines: list[str], timeout
     return proc
 
 
+def terminate(proc: subprocess.Popen[str] | None, timeout_s: float) -> int:
+    """SIGTERM a child (if still running) and return its exit code."""
+    if proc is None:
+        return 0
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout_s)
+
+
 class HubProcess:
     """`energy-edge hub` as a child process, on its own loopback address."""
 
@@ -71,11 +80,7 @@ class HubProcess:
         return self
 
     def stop(self, timeout_s: float = 15) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout_s)
+        code = terminate(self.proc, timeout_s)
         self.proc = None
         return code
 
@@ -224,11 +229,7 @@ class SimProcess:
             return doc
 
     def stop(self, timeout_s: float = 15) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout_s)
+        code = terminate(self.proc, timeout_s)
         self.proc = None
         return code
 

@@ -10,6 +10,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from energy_edge_base.config import merge_patch  # the modules merge desired patches the same way
+
 JsonObject = dict[str, Any]
 
 # Keys IoT Hub manages itself inside a properties document.
@@ -18,23 +20,6 @@ _SYSTEM_KEYS = ("$version", "$metadata")
 
 class TwinError(ValueError):
     """A patch the hub refuses (status 400)."""
-
-
-def merge_patch(target: JsonObject, patch: JsonObject) -> JsonObject:
-    """Apply `patch` to a copy of `target`: nested objects merge, `None` deletes, the rest replaces."""
-    result = copy.deepcopy(target)
-    for key, value in patch.items():
-        if key in _SYSTEM_KEYS:
-            continue
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge_patch(result[key], value)
-        elif isinstance(value, dict):
-            result[key] = merge_patch({}, value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def removal_patch(old: JsonObject, new: JsonObject) -> JsonObject:
