@@ -2,8 +2,8 @@
 
 The chain: POST /load changes the meter's registers at once -> the microgrid-controller module reads them
 at its next poll (1 s interval) -> telemetry is routed by edgeHub to the controller -> the controller's next
-cycle (1 s timer) decides -> direct method `set_power` to the battery module -> Modbus writes to the
-simulator's SunSpec 124 registers.
+cycle (started by that reading) decides -> direct method `set_power` to the battery module -> Modbus writes to
+the simulator's SunSpec 124 registers.
 
 The site is the deployment template's six modules run by `energy-edge run`'s own supervisor at accel 1
 (real time), on the fixture `fixtures/reaction.scenario.json` (constant 120 kW load, no PV, no hot-water
@@ -25,8 +25,9 @@ timer is set when the modules start and then stays for the whole run, so the ben
     .venv/bin/python benchmarks/reaction_time.py --cycle-mode both --json /tmp/reaction.json  # ~21 min
     .venv/bin/python benchmarks/reaction_time.py --runs 1 --steps 10 --json /tmp/r.json        # ~1 min
 
-`--cycle-mode event` runs a benchmark-only prototype of an event-driven controller cycle (see
-instrumented/traced_controller.py) to show what that change would buy.
+`--cycle-mode product` (default) measures the product's controller, whose cycle follows the meter's
+readings; `--cycle-mode timer` swaps in its former fixed 1 s cycle timer (benchmark only, see
+instrumented/traced_controller.py) for comparison; `both` runs the two.
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def print_summary(title: str, r: dict[str, Any]) -> None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     install_cancel_on_sigterm()
-    modes = ["timer", "event"] if args.cycle_mode == "both" else [args.cycle_mode]
+    modes = ["product", "timer"] if args.cycle_mode == "both" else [args.cycle_mode]
     doc: dict[str, Any] = {"benchmark": "reaction_time", "machine": machine_info(),
                            "options": {k: v for k, v in vars(args).items() if k != "json"}, "modes": {}}
     root = Path(tempfile.mkdtemp(prefix="bench-reaction-"))
@@ -332,8 +333,9 @@ def main() -> int:
     parser.add_argument("--settle-max", type=float, default=15.0, help="... but wait at most this long, s")
     parser.add_argument("--step-timeout", type=float, default=6.0, help="a step without reaction by then is missed")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the modules' poll interval (target)")
-    parser.add_argument("--cycle-mode", choices=["timer", "event", "both"], default="timer",
-                        help="timer: the product's controller; event: the event-driven prototype; both")
+    parser.add_argument("--cycle-mode", choices=["product", "timer", "both"], default="product",
+                        help="product: the product's controller (cycle on meter readings); timer: its former "
+                             "fixed 1 s cycle timer; both")
     parser.add_argument("--seed", type=int, default=7, help="seed of the random pauses")
     parser.add_argument("--host", help="loopback address (default: a free 127.0.0.N)")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="hard limit per run")

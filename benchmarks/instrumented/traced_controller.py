@@ -9,10 +9,9 @@ process on the machine):
   slowest round trip) and reporting (`_report`); the meter's and the oldest battery telemetry's age;
 - `invoke`: each direct method the controller sends (only with BENCH_TRACE_INVOKES=1).
 
-BENCH_CONTROLLER_CYCLE=event swaps in a *prototype* of an event-driven cycle (benchmark only, not the
-product): a cycle starts as soon as meter telemetry arrives (at most every `min_gap`), with the
-configured `cycle_s` × 1.5 as a fallback timer so a silent meter still reaches the stale-meter guard.
-Everything else (aggregation, decision, commands, reporting) is the product's code.
+The cycle is the product's (`ControllerModule.run`: a cycle on each meter reading, at most every 0.2 s,
+fallback 1.5 x `cycle_s`). BENCH_CONTROLLER_CYCLE=timer swaps in the controller's former fixed 1 s timer
+(benchmark only) so the two can be compared on the same machine; everything else is the product's code.
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ import time
 from typing import Any
 
 from controller_module.core.controller import Controller
-from controller_module.module import PERSIST_EVERY_S, ControllerModule
+from controller_module.module import ControllerModule
 from energy_edge_base.runtime import run_module
 
 TRACE_PATH = os.environ.get("BENCH_CONTROLLER_TRACE", "controller-trace.jsonl")
 TRACE_INVOKES = os.environ.get("BENCH_TRACE_INVOKES") == "1"
-CYCLE_MODE = os.environ.get("BENCH_CONTROLLER_CYCLE", "timer")
-EVENT_MIN_GAP_S = float(os.environ.get("BENCH_EVENT_MIN_GAP_S", "0.2"))
+CYCLE_MODE = os.environ.get("BENCH_CONTROLLER_CYCLE", "product")
 
 _trace = open(TRACE_PATH, "a", buffering=1 << 16)
 
@@ -58,7 +56,6 @@ class TracedController(ControllerModule):
 
     def __init__(self) -> None:
         super().__init__()
-        self._meter_event = asyncio.Event()
         aggregate = self.aggregator.site_state
 
         def site_state(now_s: float, site_time: Any) -> Any:
@@ -79,7 +76,6 @@ class TracedController(ControllerModule):
         if isinstance(body, dict) and body.get("asset_type") == "microgrid_controller":
             emit({"ev": "tel", "t": t, "asset_id": body.get("asset_id"), "grid_import_kw": body.get("grid_import_kw"),
                   "timestamp": body.get("timestamp")})
-            self._meter_event.set()
 
     async def _write(self, decision: Any, site: Any) -> None:
         t0 = time.perf_counter()
@@ -110,31 +106,12 @@ class TracedController(ControllerModule):
                   "status": result.get("status") if result else None})
         return result
 
-    async def run(self) -> None:
-        if CYCLE_MODE != "event":
-            await super().run()
+    async def _next_cycle(self, started: float) -> None:
+        if CYCLE_MODE != "timer":
+            await super()._next_cycle(started)
             return
-        # Prototype: the product's loop body, woken by meter telemetry instead of a fixed timer.
-        assert self.controller is not None
-        last_persist = time.monotonic()
-        while True:
-            started = time.monotonic()
-            self._meter_event.clear()
-            self.controller.config = self.config
-            site = self.aggregator.site_state(started, self.clock.now())
-            self.decision = self.controller.step(site)
-            await self._write(self.decision, site)
-            await self._report(self.decision, site)
-            if started - last_persist > PERSIST_EVERY_S:
-                self._persist()
-                last_persist = started
-            await asyncio.sleep(max(0.0, EVENT_MIN_GAP_S - (time.monotonic() - started)))
-            fallback_s = max(0.0, 1.5 * self.config.cycle_s - (time.monotonic() - started))
-            try:
-                await asyncio.wait_for(self._meter_event.wait(), fallback_s)
-            except asyncio.TimeoutError:
-                pass
-
+        # The former product loop: a fixed timer, independent of when the meter's telemetry arrives.
+        await asyncio.sleep(max(0.0, self.config.cycle_s - (time.monotonic() - started)))
 
 if __name__ == "__main__":
     sys.exit(run_module(TracedController()))
