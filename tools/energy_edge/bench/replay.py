@@ -22,12 +22,13 @@ import numpy as np
 
 from controller_module.core.config import ControllerConfig
 from controller_module.core.controller import Controller
-from controller_module.core.state import BatteryView, MeterView, SiteState
+from controller_module.core.state import BatteryView, MeterView, SiteState, SolarView
 from energy_edge.bench.data import SiteSeries
 from energy_edge.bench.plant import BatterySpec, Plant, Violations
 
 BATTERY_ID = "battery"
 METER_ID = "meter"
+SOLAR_ID = "pv"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def run(series: SiteSeries, battery: BatterySpec, config: ControllerConfig | Non
         meter = MeterView(METER_ID, True, net_kw - previous_kw, None, None, None, 0.0)
         unit = BatteryView(BATTERY_ID, True, previous_kw, plant.soc_pct, battery.capacity_kwh, battery.power_kw,
                            battery.power_kw, 0.0)
-        decision = controller.step(SiteState(series.time(k), meter, (unit,)))
+        solar = SolarView(SOLAR_ID, True, float(series.pv_kw[k]), None, None, 0.0)
+        decision = controller.step(SiteState(series.time(k), meter, (unit,), (solar,)))
         previous_kw = plant.apply(decision.battery_kw.get(BATTERY_ID, 0.0), net_kw)
         battery_kw[k], soc_kwh[k] = previous_kw, plant.soc_kwh
         if decision.status.limit_kw is not None:

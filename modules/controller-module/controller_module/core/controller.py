@@ -90,7 +90,8 @@ class Memory:
 
     quarters: QuarterTracker = field(default_factory=QuarterTracker)
     history: LoadHistory = field(default_factory=LoadHistory)
-    net_quarter: QuarterTracker = field(default_factory=QuarterTracker)  # net load without battery, for history
+    load_quarter: QuarterTracker = field(default_factory=QuarterTracker)  # load without battery and PV, for history
+    pv_quarter: QuarterTracker = field(default_factory=QuarterTracker)
     balance_kw: float = 0.0
     balance_direction: int = 0  # last balancing direction: −1 charging, +1 discharging, 0 none
     idle_since: dt.datetime | None = None
@@ -140,7 +141,8 @@ class Controller:
         g = meter.grid_import_kw + p_now
         g_flex = g - self._soaking_kw(site, heat_now)
         mem.quarters.add(now, meter.grid_import_kw)
-        self._learn(now, g)
+        pv_now = sum(s.power_kw for s in site.solars if s.online)
+        self._learn(now, g + pv_now, pv_now)
 
         # per-asset dispatch: those units are fixed and leave the automatic allocation
         fixed = {d.asset_id: d.power_kw for d in mem.dispatches if d.asset_id}
@@ -244,16 +246,18 @@ class Controller:
         charge, discharge = self._unit_limits(battery, cycle_s)
         return max(-charge, min(discharge, power_kw))
 
-    def _learn(self, now: dt.datetime, net_kw: float) -> None:
-        """Feed the history with completed quarters of net load (import without the battery)."""
-        tracker = self.memory.net_quarter
+    def _learn(self, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
+        """Feed the history with completed quarters of load (without battery and PV) and of PV output."""
+        mem = self.memory
         # compare the last completed quarter, not the list's length: the tracker keeps only a month of them,
         # so once full its length no longer grows (the history stopped learning after 31 days)
-        before = tracker.completed[-1][0] if tracker.completed else None
-        tracker.add(now, net_kw)
-        if tracker.completed and tracker.completed[-1][0] != before:
-            start_s, avg = tracker.completed[-1]
-            self.memory.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), avg)
+        before = mem.load_quarter.completed[-1][0] if mem.load_quarter.completed else None
+        mem.load_quarter.add(now, load_kw)
+        mem.pv_quarter.add(now, pv_kw)
+        if mem.load_quarter.completed and mem.load_quarter.completed[-1][0] != before:
+            start_s, load_avg = mem.load_quarter.completed[-1]
+            pv_avg = next((avg for s, avg in reversed(mem.pv_quarter.completed) if s == start_s), 0.0)
+            mem.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), load_avg, pv_avg)
 
     def _limit(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
                ) -> tuple[float | None, str]:

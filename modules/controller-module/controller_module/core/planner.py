@@ -1,9 +1,10 @@
 """Peak planning: a forecast of the site's net load from its own history, and the lowest import
 threshold the battery can hold over the coming day.
 
-History: the net import without the battery (load − PV + heating), averaged per billing quarter
-and kept per day type (weekday, Saturday, Sunday) and quarter of day, as an exponentially
-weighted mean and an upper envelope (mean + k·deviation) so a forecast errs toward higher peaks.
+History: the site's load (import without battery and PV, heating included) and its PV output, averaged
+per billing quarter. The load is kept per day type (weekday, Saturday, Sunday) and quarter of day, PV per
+quarter of day; the forecast scales both by how today is running so far and adds an upper envelope
+(k·deviation) so it errs toward higher peaks (see LoadHistory).
 
 Plan: given the forecast for the next `horizon` quarters and the battery's state now, find by
 bisection the lowest threshold T such that a battery discharging above T and recharging below T
@@ -33,42 +34,103 @@ def quarter_of_day(t: dt.datetime) -> int:
     return (t.hour * 60 + t.minute) // 15
 
 
+def _grid() -> list[list[float | None]]:
+    return [[None] * QUARTERS_PER_DAY for _ in range(DAY_TYPES)]
+
+
+def _zeros() -> list[list[float]]:
+    return [[0.0] * QUARTERS_PER_DAY for _ in range(DAY_TYPES)]
+
+
 @dataclass
 class LoadHistory:
-    """Per (day type, quarter of day): EWMA of the net load and of its squared deviation."""
+    """The site's load (without PV and battery) and PV output, learnt per billing quarter, and today's deviation.
+
+    Load: per (day type, quarter of day) an EWMA of the mean and of the squared residual (what today's level
+    does not explain); PV: per quarter of day (any day type) an EWMA of the output. The forecast of the net load is
+    load mean × today's level + k·σ + short-term load error − PV mean × today's PV level, where:
+
+    - today's level (`load_level`) is today's actual load over the mean so far, pulled toward a prior carried
+      from yesterday's level: a whole day runs high or low together (weather, occupancy, a shift), and in
+      proportion to the load, so a morning 20 % above the mean foretells an afternoon peak 20 % above it;
+    - the short-term error is what the level does not explain (a machine switched on): an EWMA over completed
+      quarters, fading by `bias_decay` per quarter ahead;
+    - today's PV level works the same way for the sky: PV is learnt apart from the load, because a cloudy
+      noon says nothing about the load and would otherwise be read as one.
+    """
 
     alpha: float = 0.25
-    k_sigma: float = 0.5  # 1.0 kept the limit above the day's need on most summer days
-    mean: list[list[float | None]] = field(
-        default_factory=lambda: [[None] * QUARTERS_PER_DAY for _ in range(DAY_TYPES)]
-    )
-    var: list[list[float]] = field(default_factory=lambda: [[0.0] * QUARTERS_PER_DAY for _ in range(DAY_TYPES)])
+    k_sigma: float = 0.25
+    mean: list[list[float | None]] = field(default_factory=_grid)
+    var: list[list[float]] = field(default_factory=_zeros)
+    pv_alpha: float = 0.2
+    pv_mean: list[float] = field(default_factory=lambda: [0.0] * QUARTERS_PER_DAY)
     quarters_seen: int = 0
-    # Today's error, carried into the next hours: an EWMA of (actual − mean) over completed quarters, added to
-    # the forecast and fading by bias_decay per quarter ahead (0.9: half gone in 1.6 h). A cloudy noon or a
-    # machine running since morning shows up here hours before the battery runs dry. Tuned on one scenario
-    # (commercial, seed 1) of the peak-shaving benchmark; a slower, day-long term made every month worse.
+    level_prior_weight_q: float = 8.0  # the prior counts as this many quarters of today's mean load
+    level_carry: float = 0.5  # share of yesterday's deviation expected again today
+    pv_prior_weight_q: float = 2.0  # the sky changes faster than the load: a weaker prior for today's PV level
     bias_alpha: float = 0.3
     bias_decay: float = 0.9
     bias_kw: float = 0.0
+    today: str = ""  # ISO date of the quarters summed below
+    today_load_kwq: float = 0.0  # Σ actual load over today's completed quarters
+    today_mean_kwq: float = 0.0  # Σ the history's mean for the same quarters
+    today_pv_kwq: float = 0.0
+    today_pv_mean_kwq: float = 0.0
+    level_prior: float = 1.0
 
-    def add(self, quarter_start: dt.datetime, net_kw: float) -> None:
+    def add(self, quarter_start: dt.datetime, load_kw: float, pv_kw: float = 0.0) -> None:
         d, q = day_type(quarter_start.date()), quarter_of_day(quarter_start)
+        day = quarter_start.date().isoformat()
+        if day != self.today:
+            if self.today and self.today_mean_kwq > 0:
+                self.level_prior = 1.0 + self.level_carry * (self.load_level() - 1.0)
+            self.today, self.today_load_kwq, self.today_mean_kwq = day, 0.0, 0.0
+            self.today_pv_kwq = self.today_pv_mean_kwq = 0.0
         old = self.mean[d][q]
         if old is None:
-            self.mean[d][q] = net_kw
+            self.mean[d][q] = load_kw
         else:
-            delta = net_kw - old
-            self.bias_kw += self.bias_alpha * (delta - self.bias_kw)
+            residual = load_kw - old * self.load_level()
+            self.bias_kw += self.bias_alpha * (residual - self.bias_kw)
+            self.today_load_kwq += load_kw
+            self.today_mean_kwq += old
+            delta = load_kw - old
             self.mean[d][q] = old + self.alpha * delta
-            self.var[d][q] = (1 - self.alpha) * (self.var[d][q] + self.alpha * delta * delta)
+            # the envelope covers the spread today's level does not explain, the part no one foresees
+            self.var[d][q] = (1 - self.alpha) * (self.var[d][q] + self.alpha * residual * residual)
+        if self.quarters_seen >= QUARTERS_PER_DAY:
+            self.today_pv_kwq += pv_kw
+            self.today_pv_mean_kwq += self.pv_mean[q]
+        self.pv_mean[q] += (pv_kw - self.pv_mean[q]) * (self.pv_alpha if self.quarters_seen >= QUARTERS_PER_DAY
+                                                        else 1.0)
         self.quarters_seen += 1
+
+    def load_level(self) -> float:
+        """Today's load relative to the history's mean, shrunk toward the prior while few quarters are known."""
+        typical = self._typical_kw()
+        weight = self.level_prior_weight_q * typical
+        if weight + self.today_mean_kwq <= 0:
+            return self.level_prior
+        return (self.level_prior * weight + self.today_load_kwq) / (weight + self.today_mean_kwq)
+
+    def pv_level(self) -> float:
+        weight = self.pv_prior_weight_q * max(self.pv_mean) / 2
+        if weight + self.today_pv_mean_kwq <= 0:
+            return 1.0
+        return (weight + self.today_pv_kwq) / (weight + self.today_pv_mean_kwq)
+
+    def _typical_kw(self) -> float:
+        known = [m for row in self.mean for m in row if m is not None]
+        return sum(known) / len(known) if known else 0.0
 
     def forecast(self, start: dt.datetime, quarters: int) -> list[float] | None:
         """Upper-envelope net load for the `quarters` following `start`; None without enough history."""
         out = []
         t = start
         bias = self.bias_kw
+        level, pv_level = self.load_level(), self.pv_level()
+        next_level = 1.0 + self.level_carry * (level - 1.0)
         for _ in range(quarters):
             d, q = day_type(t.date()), quarter_of_day(t)
             mean = self.mean[d][q]
@@ -76,19 +138,20 @@ class LoadHistory:
                 mean = next((m[q] for m in self.mean if m[q] is not None), None)
             if mean is None:
                 return None
-            out.append(mean + self.k_sigma * math.sqrt(max(self.var[d][q], 0.0)) + bias)
+            same_day = t.date().isoformat() == self.today  # the day today's sums belong to
+            load = mean * (level if same_day else next_level) + self.k_sigma * math.sqrt(max(self.var[d][q], 0.0))
+            pv = self.pv_mean[q] * (pv_level if same_day else 1.0)
+            out.append(load + bias - pv)
             bias *= self.bias_decay
             t += dt.timedelta(minutes=15)
         return out
 
     def to_record(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "k_sigma": self.k_sigma, "mean": self.mean, "var": self.var,
-                "quarters_seen": self.quarters_seen, "bias_alpha": self.bias_alpha, "bias_decay": self.bias_decay,
-                "bias_kw": self.bias_kw}
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LoadHistory:
-        return cls(**record)
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
