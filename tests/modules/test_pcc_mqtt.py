@@ -68,6 +68,7 @@ class MqttSiteController:
                                          "voltage_v": 400.0, "status": 0b101, "import_energy_kwh": 10.0,
                                          "export_energy_kwh": 1.0, "fault_code": 0, "import_limit_w": 150_000,
                                          "peak_shaving_enable": 1, "der_enable": 0, "reset": 0}
+        self.ignore_commands = False
         self.client = paho.Client(client_id="site-controller", protocol=paho.MQTTv311)
         self.client.on_message = self._on_command
         self.client.connect("127.0.0.1", port)
@@ -78,6 +79,8 @@ class MqttSiteController:
         self._thread.start()
 
     def _on_command(self, client: Any, userdata: Any, message: Any) -> None:
+        if self.ignore_commands:
+            return  # keeps publishing its old values, as a controller in local mode would
         topic = message.topic.removeprefix(f"{self.prefix}/set/")
         point = next(p for p in PCC_TOPICS if p.topic == topic)
         self.values[point.name] = float(json.loads(message.payload)["value"])

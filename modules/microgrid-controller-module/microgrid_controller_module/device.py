@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -103,11 +104,21 @@ class MqttLink:
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise DeviceUnavailable(self.settings.asset_id, f"MQTT publish failed (rc {info.rc})")
         try:
-            await asyncio.wait_for(event.wait(), self.settings.timeout_s)  # the request timeout
+            await asyncio.wait_for(self._confirmed(name, value, event), self.settings.timeout_s)  # request timeout
         except asyncio.TimeoutError as exc:
             raise DeviceUnavailable(self.settings.asset_id, f"controller did not confirm {name}") from exc
         with self._lock:
             return self.values[name]
+
+    async def _confirmed(self, name: str, value: float, event: asyncio.Event) -> None:
+        """Until the controller publishes the commanded value: a periodic publish of the old value, or one
+        still in flight from before the command, is not a confirmation."""
+        while True:
+            await event.wait()
+            event.clear()
+            with self._lock:
+                if math.isclose(self.values.get(name, math.nan), value, rel_tol=1e-6, abs_tol=1e-6):
+                    return
 
 
 class PccDevice(AssetDevice[PccSettings]):
