@@ -6,17 +6,22 @@ Answers follow HTTP semantics, as IoT Hub relays them to the caller:
 - 404 with the list of known methods for an unknown method;
 - a handler's own `MethodError` status (e.g. 409 when the device is offline);
 - 500 with an error id, also logged, when a handler fails; the module keeps running.
+
+A batch method (`register_batch`) runs one method for many assets in one call, with a result per item:
+a gateway module driving 100 devices answers one call instead of 100 (IoT Hub relays direct methods one
+HTTP request at a time per client).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 log = logging.getLogger("energy_edge_base.methods")
 
@@ -56,6 +61,20 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+MAX_BATCH_ITEMS = 1000
+
+
+class BatchItemResult(BaseModel):
+    """One item of a batch: the status and payload the single method would have answered."""
+
+    status: int
+    payload: Any
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItemResult] = Field(description="One result per command, in the order given.")
+
+
 class MethodRegistry:
     def __init__(self) -> None:
         self._methods: dict[str, MethodSpec[Any, Any]] = {}
@@ -70,6 +89,31 @@ class MethodRegistry:
         if name in self._methods:
             raise ValueError(f"method {name!r} registered twice")
         self._methods[name] = MethodSpec(name, request_model, response_model, handler, description)
+
+    def register_batch(self, name: str, single: str, description: str = "") -> None:
+        """`name` takes `{"commands": [<request of single>, ...]}` and runs `single` for each, concurrently,
+        answering one result per command. Commands addressing the same asset twice are refused (400):
+        which one should win is not the module's guess."""
+        spec = self._methods[single]
+        request_model = create_model(
+            f"{spec.request_model.__name__}Batch",
+            __config__=ConfigDict(extra="forbid"),
+            commands=(list[spec.request_model],  # type: ignore[name-defined]
+                      Field(min_length=1, max_length=MAX_BATCH_ITEMS, description=f"Requests of `{single}`.")),
+        )
+
+        async def handler(request: Any) -> BatchResponse:
+            seen: dict[Any, int] = {}
+            for index, command in enumerate(request.commands):
+                asset_id = getattr(command, "asset_id", None)
+                if asset_id in seen:
+                    raise MethodError(400, f"asset {asset_id!r} appears twice in one batch", errors=[
+                        {"field": f"commands.{index}.asset_id", "message": f"same asset as commands.{seen[asset_id]}"}])
+                seen[asset_id] = index
+            results = await asyncio.gather(*(self._run(spec, command) for command in request.commands))
+            return BatchResponse(results=[BatchItemResult(status=r.status, payload=r.payload) for r in results])
+
+        self.register(name, request_model, BatchResponse, handler, description or f"`{single}` for many assets.")
 
     def method(self, name: str, request_model: type[Req], response_model: type[Resp], description: str = ""
                ) -> Callable[[Callable[[Req], Awaitable[Resp]]], Callable[[Req], Awaitable[Resp]]]:
@@ -108,12 +152,15 @@ class MethodRegistry:
         except ValidationError as exc:
             errors = validation_errors(exc)
             return MethodResult(400, {"error": f"invalid payload for {name!r}", "errors": errors})
+        return await self._run(spec, request)
+
+    async def _run(self, spec: MethodSpec[Any, Any], request: Any) -> MethodResult:
         try:
             response = await spec.handler(request)
         except MethodError as exc:
             return MethodResult(exc.status, {"error": str(exc), **exc.details})
         except Exception:
             error_id = uuid.uuid4().hex[:12]
-            log.exception("method %s failed (error id %s)", name, error_id)
-            return MethodResult(500, {"error": f"method {name!r} failed", "error_id": error_id})
+            log.exception("method %s failed (error id %s)", spec.name, error_id)
+            return MethodResult(500, {"error": f"method {spec.name!r} failed", "error_id": error_id})
         return MethodResult(200, spec.response_model.model_validate(response).model_dump(mode="json"))

@@ -110,6 +110,20 @@ def test_battery_methods(site: Site, method: str, payload: dict[str, Any], statu
         assert got["requested"] == {"power_kw": payload["power_kw"]}
 
 
+def test_battery_batch_method(site: Site) -> None:
+    """set_powers over the real SDK, emulator and Modbus: one call, one result per command."""
+    status, got = site.call("battery", "set_powers", {"commands": [
+        {"asset_id": "bess-1", "power_kw": 35}, {"asset_id": "bess-9", "power_kw": 5}]})
+    assert status == 200, got
+    first, unknown = got["results"]
+    assert first["status"] == 200 and first["payload"]["applied"] == {"power_kw": 35}
+    assert unknown["status"] == 404 and unknown["payload"]["known_assets"] == ["bess-1"]
+    assert sim_device(site, "bess-1")["command_kw"] == pytest.approx(35, abs=0.6)
+    status, got = site.call("battery", "set_powers", {"commands": [{"asset_id": "bess-1", "power_kw": "lots"}]})
+    assert status == 400 and got["errors"][0]["field"] == "commands.0.power_kw"
+    site.call("battery", "stop", {})
+
+
 def test_battery_watchdog_returns_to_idle(site: Site) -> None:
     manager = registry_manager(site.hub)
     from azure.iot.hub.models import Twin, TwinProperties

@@ -29,6 +29,9 @@ class BatteryModule(AssetModule[BatteryConfig, BatteryDevice]):
         m = self.methods
         m.register("set_power", SignedPowerRequest, CommandResponse, self.set_power,
                    "Set the power setpoint, kW (+ discharge, − charge), clamped to the ratings.")
+        m.register_batch("set_powers", "set_power",
+                         "set_power for many batteries in one call: {commands: [{asset_id, power_kw}, ...]}, "
+                         "one result per command.")
         m.register("start_charging", PowerRequest, CommandResponse, self.start_charging, "Charge at power_kw.")
         m.register("start_discharging", PowerRequest, CommandResponse, self.start_discharging,
                    "Discharge at power_kw.")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ from energy_edge_base.methods import MethodError
 from energy_edge_base.runtime import EdgeModule
 
 log = logging.getLogger("controller_module")
+
+# single-asset command method -> its batch form on the asset modules (energy_edge_base.methods.register_batch)
+BATCH_METHODS = {"set_power": "set_powers", "set_output": "set_outputs"}
+
+
+@dataclass(frozen=True)
+class Command:
+    """One direct method the controller wants an asset to have received, with the value it stands for."""
+
+    asset_type: str
+    asset_id: str
+    method: str
+    payload: dict[str, Any]
+    value: Any
+
 
 CAPABILITY_OUTPUT = "capability"
 SUMMARY_OUTPUT = "summary"
@@ -98,6 +114,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         self.controller: Controller | None = None
         self.decision: Decision | None = None
         self.sent: dict[tuple[str, str], tuple[Any, float]] = {}
+        self.without_batch: set[str] = set()  # modules that answered 404 to a batch method
         self.tracking_kw: dict[str, float] = {}
         self.overrides: dict[str, tuple[dt.datetime, float]] = {}  # solar/boiler dispatch
         self.capabilities: dict[str, CapabilityState] = {}
@@ -196,53 +213,78 @@ class ControllerModule(EdgeModule[ControllerConfig]):
     async def _write(self, decision: Decision, site: Any) -> None:
         now = self.clock.now()
         self.overrides = {k: v for k, v in self.overrides.items() if v[0] > now}
-        calls = []
+        commands = []
         for asset_id, kw in decision.battery_kw.items():
-            calls.append(self._ensure("battery", asset_id, "set_power", {"power_kw": kw}, kw))
+            commands.append(Command("battery", asset_id, "set_power", {"power_kw": kw}, kw))
         for asset_id, limit in decision.solar_limit_kw.items():
             if asset_id in self.overrides:
                 limit = self.overrides[asset_id][1]
             if limit is None:
-                calls.append(self._ensure("solar", asset_id, "set_output", {"percent": 100}, None))
+                commands.append(Command("solar", asset_id, "set_output", {"percent": 100}, None))
             else:
-                calls.append(self._ensure("solar", asset_id, "set_output", {"power_kw": max(0.0, limit)}, limit))
+                commands.append(Command("solar", asset_id, "set_output", {"power_kw": max(0.0, limit)}, limit))
         for asset_id, command in decision.boiler.items():
             if asset_id in self.overrides:
                 command = BoilerCommand(BoilerMode.SOAK, max(0.0, -self.overrides[asset_id][1]),
                                         self.config.boiler_soak_setpoint_c)
-            calls.extend(self._boiler_calls(asset_id, command))
-        await asyncio.gather(*calls)
+            commands.extend(self._boiler_commands(asset_id, command))
+        groups: dict[tuple[str, str], list[Command]] = {}
+        for c in commands:
+            if self._due(c):
+                module_id = self.config.asset_modules.get(c.asset_type, c.asset_type)
+                groups.setdefault((module_id, c.method), []).append(c)
+        await asyncio.gather(*(self._send(module_id, method, group) for (module_id, method), group in groups.items()))
 
-    def _boiler_calls(self, asset_id: str, command: BoilerCommand) -> list[Any]:
+    def _boiler_commands(self, asset_id: str, command: BoilerCommand) -> list[Command]:
         if command.mode is BoilerMode.HOLD:
-            return [self._ensure("boiler", asset_id, "stop", {}, "hold")]
+            return [Command("boiler", asset_id, "stop", {}, "hold")]
         return [
-            self._ensure("boiler", asset_id, "set_temperature", {"setpoint_c": command.setpoint_c},
-                         command.setpoint_c),
-            self._ensure("boiler", asset_id, "start", {"power_kw": command.power_kw}, command.power_kw),
+            Command("boiler", asset_id, "set_temperature", {"setpoint_c": command.setpoint_c}, command.setpoint_c),
+            Command("boiler", asset_id, "start", {"power_kw": command.power_kw}, command.power_kw),
         ]
 
-    async def _ensure(self, asset_type: str, asset_id: str, method: str, payload: dict[str, Any], value: Any
-                      ) -> None:
-        """Send a command when its value changed (beyond the deadband) or a refresh is due."""
-        key = (asset_id, method)
-        previous = self.sent.get(key)
-        now = time.monotonic()
-        if previous is not None and now - previous[1] < self.config.command_refresh_s:
-            old = previous[0]
-            same = old == value or (
-                isinstance(old, (int, float)) and isinstance(value, (int, float))
-                and abs(old - value) < self.config.command_deadband_kw
-            )
-            if same:
+    def _due(self, command: Command) -> bool:
+        """A command is sent when its value changed (beyond the deadband) or a refresh is due."""
+        previous = self.sent.get((command.asset_id, command.method))
+        if previous is None or time.monotonic() - previous[1] >= self.config.command_refresh_s:
+            return True
+        old, value = previous[0], command.value
+        same = old == value or (
+            isinstance(old, (int, float)) and isinstance(value, (int, float))
+            and abs(old - value) < self.config.command_deadband_kw
+        )
+        return not same
+
+    async def _send(self, module_id: str, method: str, group: list[Command]) -> None:
+        """Several commands of one kind to one module go as one batch call (one HTTP request instead of one per
+        asset: the device SDK sends them one at a time); a module without the batch method gets them singly."""
+        batch = BATCH_METHODS.get(method)
+        if batch and len(group) > 1 and module_id not in self.without_batch:
+            result = await self.invoke(module_id, batch,
+                                       {"commands": [{"asset_id": c.asset_id, **c.payload} for c in group]})
+            if result is not None and result.get("status") == 200:
+                for command, item in zip(group, result["payload"]["results"], strict=True):
+                    self._record(command, item)
                 return
-        module_id = self.config.asset_modules.get(asset_type, asset_type)
-        result = await self.invoke(module_id, method, {"asset_id": asset_id, **payload})
+            if result is not None and result.get("status") == 404 and "known_methods" in result.get("payload", {}):
+                self.without_batch.add(module_id)  # an older module: one call per asset from now on
+            else:
+                for command in group:
+                    self._record(command, None)  # try again next cycle
+                return
+        await asyncio.gather(*(self._send_one(module_id, c) for c in group))
+
+    async def _send_one(self, module_id: str, command: Command) -> None:
+        result = await self.invoke(module_id, command.method, {"asset_id": command.asset_id, **command.payload})
+        self._record(command, result)
+
+    def _record(self, command: Command, result: dict[str, Any] | None) -> None:
+        key = (command.asset_id, command.method)
         if result is not None and result.get("status") == 200:
-            self.sent[key] = (value, now)
-            if asset_type == "battery" and isinstance(value, (int, float)):
-                applied = result.get("payload", {}).get("applied", {}).get("power_kw", value)
-                self.aggregator.commanded(asset_id, time.time(), float(applied))
+            self.sent[key] = (command.value, time.monotonic())
+            if command.asset_type == "battery" and isinstance(command.value, (int, float)):
+                applied = result.get("payload", {}).get("applied", {}).get("power_kw", command.value)
+                self.aggregator.commanded(command.asset_id, time.time(), float(applied))
         else:
             self.sent.pop(key, None)  # try again next cycle
 

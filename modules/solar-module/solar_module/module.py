@@ -30,6 +30,9 @@ class SolarModule(AssetModule[SolarConfig, SolarDevice]):
         m = self.methods
         m.register("set_output", OutputRequest, CommandResponse, self.set_output,
                    "Limit AC output to power_kw or percent of the rating (curtailment).")
+        m.register_batch("set_outputs", "set_output",
+                         "set_output for many inverters in one call: {commands: [{asset_id, power_kw | percent}, "
+                         "...]}, one result per command.")
         m.register("start", AssetRequest, CommandResponse, self.start, "Connect the inverter to the grid.")
         m.register("stop", AssetRequest, CommandResponse, self.stop, "Disconnect the inverter.")
         m.register("reset", AssetRequest, CommandResponse, self.reset,
