@@ -26,9 +26,9 @@ Three parts:
     .venv/bin/python benchmarks/scale.py --part site --sim-refresh lazy --minutes 3 --json /tmp/scale-site.json
     .venv/bin/python benchmarks/scale.py --write-fixture      # regenerate the scenario file
 
-`--sim-refresh full` runs the simulator as it is; `lazy` (benchmark-only patch in instrumented/traced_sim.py)
-re-encodes only the written device and the meter after a control write, so that the simulator's own cost
-does not hide the modules' (see the README); `both` (default) runs the site twice.
+`--sim-refresh lazy` runs the simulator as it is (after a control write it re-encodes only the written device
+and the meter); `full` (benchmark-only patch in instrumented/traced_sim.py) re-encodes every device after each
+write, as the simulator did before (finding E in the README); `both` (default) runs the site twice.
 
 The site part expects the 2-core machine to be shared; it prints the other processes' CPU share next to ours.
 """
@@ -385,7 +385,7 @@ async def site_bench(root: Path, refresh: str, args: argparse.Namespace) -> dict
         manifest_path, site_dir, host, str(FIXTURE), 1.0, seed=3,
         sim_script=INSTRUMENTED / "traced_sim.py", sim_extra=["--base-port", str(BASE_PORT)],
         module_scripts={"controller": INSTRUMENTED / "traced_controller.py"},
-        extra_env={"simulator": {"BENCH_SIM_LAZY_REFRESH": "1" if refresh == "lazy" else "0"},
+        extra_env={"simulator": {"BENCH_SIM_FULL_REFRESH": "1" if refresh == "full" else "0"},
                    "controller": {"BENCH_CONTROLLER_TRACE": str(trace_path), "BENCH_TRACE_INVOKES": "1"},
                    **{m: {"METRICS_PORT": str(p)} for m, p in metrics_ports.items()}},
     )
@@ -436,19 +436,19 @@ async def site_bench(root: Path, refresh: str, args: argparse.Namespace) -> dict
     trace = [json.loads(line) for line in trace_path.read_text().splitlines() if line.strip()]
     cycles = [e for e in trace if e["ev"] == "cycle"]
     window = [c for c in cycles if t_from <= c["t"] <= t_to]
-    step_cycles = [c for c in window if c["n_invokes"] >= N_BATTERIES // 2]
+    step_cycles = [c for c in window if c.get("n_commands", c["n_invokes"]) >= N_BATTERIES // 2]
     # how the direct methods of one cycle are served: all are started at once (asyncio.gather); when they finish
     invokes = sorted((e for e in trace if e["ev"] == "invoke"), key=lambda e: e["t0"])
     first_done, last_done, per_call, spacing = [], [], [], []
     for c in step_cycles:
         calls = [v for v in invokes if c["t"] <= v["t0"] <= c["t_end"]]
-        if len(calls) < 2:
+        if not calls:
             continue
         start = min(v["t0"] for v in calls)
         done = sorted(v["t1"] for v in calls)
         first_done.append(done[0] - start)
         last_done.append(done[-1] - start)
-        per_call.append((done[-1] - start) / len(calls))
+        per_call.append((done[-1] - start) / sum(v.get("commands", 1) for v in calls))  # per asset command
         spacing.extend(b - a for a, b in itertools.pairwise(done))
     resources = sampler.summary(t_from, t_to)
     modules_cpu = sum(v["cpu_pct_of_one_core"] or 0 for n, v in resources.items()
@@ -470,6 +470,7 @@ async def site_bench(root: Path, refresh: str, args: argparse.Namespace) -> dict
             "write_ms": describe([c.get("write_s", 0.0) for c in window], 1000, 1),
             "report_ms": describe([c.get("report_s", 0.0) for c in window], 1000, 2),
             "invokes_per_cycle": describe([c["n_invokes"] for c in window], 1, 1),
+            "commands_per_cycle": describe([c.get("n_commands", c["n_invokes"]) for c in window], 1, 1),
             "cycles_with_new_setpoints_for_most_batteries": len(step_cycles),
             "those_cycles_busy_ms": describe([c["t_end"] - c["t"] for c in step_cycles], 1000, 1),
             "those_cycles_slowest_method_ms": describe([c["invoke_max_s"] for c in step_cycles], 1000, 1),
@@ -521,6 +522,8 @@ def print_site(s: dict[str, Any]) -> None:
     row("  commands (_write), ms", c["write_ms"])
     row("  report, ms", c["report_ms"])
     row("  direct methods per cycle", c["invokes_per_cycle"])
+    row("  asset commands per cycle", c["commands_per_cycle"])
+    row("  ms per asset command (last done / commands)", c["those_cycles_ms_per_method"])
     row("cycles re-setting most batteries: busy ms", c["those_cycles_busy_ms"])
     row("  their slowest method, ms", c["those_cycles_slowest_method_ms"])
     row("  first of their methods done, ms", c["those_cycles_first_method_done_ms"])
@@ -584,7 +587,7 @@ def main() -> int:
     parser.add_argument("--step-kw", type=float, default=300.0, help="site: load step, alternating (default 300)")
     parser.add_argument("--step-every", type=float, default=15.0, help="site: seconds between steps (default 15)")
     parser.add_argument("--sim-refresh", choices=["full", "lazy", "both"], default="both",
-                        help="site: simulator as is (full), benchmark patch (lazy), or both runs (default)")
+                        help="site: simulator as is (lazy), its former refresh of every device (full), or both")
     parser.add_argument("--host", help="site: loopback address (default: a free 127.0.0.N)")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="site: hard limit per run")
     parser.add_argument("--keep", action="store_true", help="site: keep the site folders (logs, traces)")

@@ -7,7 +7,8 @@ process on the machine):
 - `cycle`: one control cycle: start, and the time spent in aggregation (`site_state`), the decision
   (`Controller.step`), the commands (`_write`, with the number of direct methods it sent and their
   slowest round trip) and reporting (`_report`); the meter's and the oldest battery telemetry's age;
-- `invoke`: each direct method the controller sends (only with BENCH_TRACE_INVOKES=1).
+- `invoke`: each direct method the controller sends (only with BENCH_TRACE_INVOKES=1), with the number of
+  asset commands it carries (a batch call such as `set_powers` carries many).
 
 The cycle is the product's (`ControllerModule.run`: a cycle on each meter reading, at most every 0.2 s,
 fallback 1.5 x `cycle_s`). BENCH_CONTROLLER_CYCLE=timer swaps in the controller's former fixed 1 s timer
@@ -99,9 +100,11 @@ class TracedController(ControllerModule):
         t1 = time.monotonic()
         cur = self.current
         cur["n_invokes"] = cur.get("n_invokes", 0) + 1
+        commands = len(payload["commands"]) if "commands" in payload else 1  # a batch call carries many
+        cur["n_commands"] = cur.get("n_commands", 0) + commands
         cur["invoke_max_s"] = max(cur.get("invoke_max_s", 0.0), t1 - t0)
         if TRACE_INVOKES:
-            emit({"ev": "invoke", "t0": t0, "t1": t1, "module": module_id, "method": method,
+            emit({"ev": "invoke", "t0": t0, "t1": t1, "module": module_id, "method": method, "commands": commands,
                   "asset_id": payload.get("asset_id"), "power_kw": payload.get("power_kw"),
                   "status": result.get("status") if result else None})
         return result

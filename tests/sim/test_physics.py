@@ -7,6 +7,7 @@ import math
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -423,6 +424,50 @@ def _scripted_run(seed: int) -> list[dict[str, float]]:
         s = sim.state()["site"]
         trajectory.append({k: s[k] for k in ("grid_import_kw", "pv_kw", "battery_kw", "heater_kw", "load_kw")})
     return trajectory
+
+
+@pytest.mark.parametrize(
+    ("case", "written", "refreshed"),
+    [
+        # a device's own write changes its power and the site's import: those two images, not all of them
+        ("battery write", "bess-1", {"bess-1", "mgc-1"}),
+        ("inverter write", "pv-1", {"pv-1", "mgc-1"}),
+        # load steps, faults and the plant's own steps refresh every image
+        ("anything else", None, {"pv-1", "bess-1", "boiler-1", "mgc-1"}),
+    ],
+)
+def test_control_write_refreshes_the_written_device_and_the_meter(
+    case: str, written: str | None, refreshed: set[str]
+) -> None:
+    sim = Simulator(load_scenario("default"), seed=1, accel=10)
+    calls: list[str] = []
+    for asset_id, device in sim.devices.items():
+        original = device.refresh
+
+        def counting(asset_id: str = asset_id, original: Any = original) -> None:
+            calls.append(asset_id)
+            original()
+
+        device.refresh = counting  # type: ignore[method-assign]
+    sim.on_control(sim.devices[written] if written else None)
+    assert set(calls) == refreshed, case
+    assert set(sim.devices) >= refreshed
+
+
+def test_meter_registers_show_a_battery_write_at_once() -> None:
+    def grid_import_w() -> int:  # the meter's input registers 0-1, int32, as a client reads them
+        regs = meter.read("ir", 0, 2)
+        assert isinstance(regs, list)
+        raw = regs[0] << 16 | regs[1]
+        return raw - (1 << 32) if raw >= 1 << 31 else raw
+
+    sim = Simulator(load_scenario("default"), seed=1, accel=10)
+    bess, meter = sim.devices["bess-1"], sim.devices["mgc-1"]
+    before = grid_import_w()
+    assert bess.write(SUNSPEC_BASE + 2 + 68 + 52 + 28 + 5, [2]) is None  # discharge
+    assert bess.write(SUNSPEC_BASE + 2 + 68 + 52 + 28 + 12, [600]) is None  # 60 % of the rating
+    sim.on_control(bess)
+    assert grid_import_w() < before - 10_000
 
 
 def test_same_seed_same_trajectory() -> None:

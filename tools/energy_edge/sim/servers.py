@@ -85,7 +85,7 @@ class DeviceEndpoint:
     """A device's Modbus TCP server: start, stop, go offline and back, answer requests."""
 
     def __init__(self, device: SimDevice, host: str, port: int, fault: FaultState,
-                 on_write: Callable[[], None]) -> None:
+                 on_write: Callable[[SimDevice], None]) -> None:
         self.device = device
         self.host = host
         self.port = port  # the bound port once started (0 = ephemeral until then)
@@ -133,7 +133,7 @@ class DeviceEndpoint:
             self.counters.exceptions += 1
             return rc
         self.counters.writes += 1
-        self.on_write()
+        self.on_write(self.device)
         return None
 
     # ------------------------------------------------------------ lifecycle
