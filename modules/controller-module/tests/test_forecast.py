@@ -103,3 +103,17 @@ def test_history_records_restore(case: str, record: dict | None) -> None:
     assert forecast is not None and len(forecast) == 96
     if record is None:
         assert forecast == history.forecast(MONDAY + dt.timedelta(days=14), 96)
+
+
+def test_forecast_is_load_minus_pv_with_todays_levels() -> None:
+    history = learnt()
+    today = MONDAY + dt.timedelta(days=21)
+    feed_today(history, today, 44, 1.2, 0.5)
+    level, pv_level = history.day_levels(today.date())
+    next_level, next_pv_level = history.day_levels(today.date() + dt.timedelta(days=1))
+    assert level > 1.1 and pv_level < 0.8  # busy and cloudy so far
+    assert next_level == pytest.approx(1.0 + history.level_carry * (level - 1.0)) and next_pv_level == 1.0
+    start = today + 44 * QUARTER
+    parts, net = history.forecast_parts(start, 96), history.forecast(start, 96)
+    assert parts is not None and net is not None
+    assert net == [load - pv for load, pv in zip(*parts, strict=True)]

@@ -124,13 +124,21 @@ class LoadHistory:
         known = [m for row in self.mean for m in row if m is not None]
         return sum(known) / len(known) if known else 0.0
 
-    def forecast(self, start: dt.datetime, quarters: int) -> list[float] | None:
-        """Upper-envelope net load for the `quarters` following `start`; None without enough history."""
-        out = []
+    def day_levels(self, day: dt.date) -> tuple[float, float]:
+        """(load level, PV level) expected for `day`: today's as measured so far, later days part of it."""
+        level = self.load_level()
+        if day.isoformat() == self.today:  # the day today's sums belong to
+            return level, self.pv_level()
+        return 1.0 + self.level_carry * (level - 1.0), 1.0
+
+    def forecast_parts(self, start: dt.datetime, quarters: int) -> tuple[list[float], list[float]] | None:
+        """(load, PV) for the `quarters` following `start`: the load as an upper envelope with the short-term
+        error, PV as expected; None without enough history."""
+        loads: list[float] = []
+        pvs: list[float] = []
         t = start
         bias = self.bias_kw
-        level, pv_level = self.load_level(), self.pv_level()
-        next_level = 1.0 + self.level_carry * (level - 1.0)
+        levels: dict[dt.date, tuple[float, float]] = {}
         for _ in range(quarters):
             d, q = day_type(t.date()), quarter_of_day(t)
             mean = self.mean[d][q]
@@ -138,13 +146,21 @@ class LoadHistory:
                 mean = next((m[q] for m in self.mean if m[q] is not None), None)
             if mean is None:
                 return None
-            same_day = t.date().isoformat() == self.today  # the day today's sums belong to
-            load = mean * (level if same_day else next_level) + self.k_sigma * math.sqrt(max(self.var[d][q], 0.0))
-            pv = self.pv_mean[q] * (pv_level if same_day else 1.0)
-            out.append(load + bias - pv)
+            if t.date() not in levels:
+                levels[t.date()] = self.day_levels(t.date())
+            level, pv_level = levels[t.date()]
+            loads.append(mean * level + self.k_sigma * math.sqrt(max(self.var[d][q], 0.0)) + bias)
+            pvs.append(self.pv_mean[q] * pv_level)
             bias *= self.bias_decay
             t += dt.timedelta(minutes=15)
-        return out
+        return loads, pvs
+
+    def forecast(self, start: dt.datetime, quarters: int) -> list[float] | None:
+        """Upper-envelope net load for the `quarters` following `start`; None without enough history."""
+        parts = self.forecast_parts(start, quarters)
+        if parts is None:
+            return None
+        return [load - pv for load, pv in zip(*parts, strict=True)]
 
     def to_record(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

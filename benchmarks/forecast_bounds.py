@@ -1,0 +1,133 @@
+"""How much of the peak-shaving gap is the forecast: the controller's core with parts of its forecast replaced
+by the truth (benchmark only; the product never sees the future).
+
+Modes, each a year per scenario through the same replay as `energy-edge bench peak-shaving`:
+
+- `model`: the planner's own forecast (the benchmark's controller run);
+- `true`: load and PV of the coming quarters exactly as they will be (the planning's own limit);
+- `true-load` / `true-pv`: one part true, the other the model's;
+- `day-level`: each day's true load total and PV total known from its midnight (the levels of
+  `LoadHistory.day_levels`), while the shape within the day, random extra loads and passing clouds stay
+  the model's: the best a day-ahead forecast of occupancy and weather could do.
+
+    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~12 min
+    .venv/bin/python benchmarks/forecast_bounds.py --modes day-level --only farm-l0
+
+Prints the ratio per run and mode (same definition as the benchmark: Σ(baseline − run) / Σ(baseline − optimum)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller_module.core.planner import LoadHistory, day_type
+from energy_edge.bench import optimum, replay
+from energy_edge.bench.data import QUARTERS_PER_DAY, SCENARIOS, SiteSeries, build_scenario
+from energy_edge.bench.plant import BatterySpec, monthly_peaks_kw
+from energy_edge.bench.report import replay_schedule
+
+MODES = ("model", "true", "true-load", "true-pv", "day-level")
+TUNED_ON = {("commercial", 1), ("commercial", 4), ("commercial", 5), ("commercial", 6)}
+
+
+def battery_of(name: str) -> BatterySpec:
+    b = SCENARIOS[name].battery
+    return BatterySpec(b.capacity_kwh, b.power_kw, b.soc_min_pct, b.soc_max_pct, b.round_trip_efficiency)
+
+
+def reveal(mode: str, series: SiteSeries) -> None:
+    """Patch the planner's forecast in this (worker) process to know what `mode` reveals."""
+    if mode == "model":
+        return
+    load, pv = series.load_kw, series.pv_kw
+    first_day = series.start.date()
+    model_parts = LoadHistory.forecast_parts
+    model_levels = LoadHistory.day_levels
+
+    def step_of(t: dt.datetime) -> int:
+        return int((t - series.start).total_seconds() // 900)
+
+    def forecast_parts(self: LoadHistory, start: dt.datetime, quarters: int
+                       ) -> tuple[list[float], list[float]] | None:
+        parts = model_parts(self, start, quarters)
+        if parts is None:
+            return None
+        loads, pvs = parts
+        k0 = step_of(start)
+        for i in range(quarters):
+            if 0 <= k0 + i < load.size:
+                if mode in ("true", "true-load"):
+                    loads[i] = float(load[k0 + i])
+                if mode in ("true", "true-pv"):
+                    pvs[i] = float(pv[k0 + i])
+        return loads, pvs
+
+    def day_levels(self: LoadHistory, day: dt.date) -> tuple[float, float]:
+        k0 = (day - first_day).days * QUARTERS_PER_DAY
+        means = self.mean[day_type(day)]
+        if k0 < 0 or k0 + QUARTERS_PER_DAY > load.size or any(m is None for m in means):
+            return model_levels(self, day)
+        load_level = float(load[k0:k0 + QUARTERS_PER_DAY].sum()) / max(1e-9, sum(m or 0.0 for m in means))
+        pv_mean = sum(self.pv_mean)
+        pv_level = float(pv[k0:k0 + QUARTERS_PER_DAY].sum()) / pv_mean if pv_mean > 1e-9 else 1.0
+        return load_level, pv_level
+
+    if mode == "day-level":
+        LoadHistory.day_levels = day_levels  # type: ignore[method-assign]
+    else:
+        LoadHistory.forecast_parts = forecast_parts  # type: ignore[method-assign]
+
+
+def run_one(job: tuple[str, int, str]) -> dict[str, Any]:
+    name, seed, mode = job
+    series, battery = build_scenario(name, seed), battery_of(name)
+    labels, month_of_step = series.month_index()
+    net = series.net_kw
+    best = optimum.solve(net, month_of_step, len(labels), battery)
+    optimum_peaks = monthly_peaks_kw(net - replay_schedule(best.battery_kw, net, battery).battery_kw,
+                                     month_of_step, len(labels))
+    reveal(mode, series)
+    run = replay.run(series, battery)
+    baseline = monthly_peaks_kw(net, month_of_step, len(labels))
+    controller = monthly_peaks_kw(net - run.battery_kw, month_of_step, len(labels))
+    ratio = float((baseline - controller).sum() / (baseline - optimum_peaks).sum())
+    return {"scenario": name, "seed": seed, "mode": mode, "ratio": round(ratio, 3),
+            "violations": run.violations.total}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    parser.add_argument("--only", nargs="*", default=list(SCENARIOS), help="scenarios (default: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args()
+    runs = [(name, seed) for name in args.only for seed in ([2, 3] if name == "commercial" else [1])
+            if (name, seed) not in TUNED_ON]
+    jobs = [(name, seed, mode) for mode in args.modes for name, seed in runs]
+    with Pool(args.workers) as pool:
+        rows = pool.map(run_one, jobs)
+    print("| scenario | seed | " + " | ".join(args.modes) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in args.modes) + " |")
+    for name, seed in runs:
+        cells = [next(r for r in rows if (r["scenario"], r["seed"], r["mode"]) == (name, seed, m)) for m in args.modes]
+        print(f"| {name} | {seed} | " + " | ".join(f"{c['ratio']:.3f}" for c in cells) + " |")
+    summary = []
+    for mode in args.modes:
+        ratios = [r["ratio"] for r in rows if r["mode"] == mode]
+        summary.append(f"{mode}: min {min(ratios):.3f} mean {float(np.mean(ratios)):.3f}")
+    print("held out: " + "; ".join(summary))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
