@@ -112,7 +112,7 @@ def main() -> int:
     runs = [(name, seed) for name in args.only for seed in ([2, 3] if name == "commercial" else [1])
             if (name, seed) not in TUNED_ON]
     jobs = [(name, seed, mode) for mode in args.modes for name, seed in runs]
-    with Pool(args.workers) as pool:
+    with Pool(args.workers, maxtasksperchild=1) as pool:  # a fresh process per job: reveal() patches classes
         rows = pool.map(run_one, jobs)
     print("| scenario | seed | " + " | ".join(args.modes) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in args.modes) + " |")
