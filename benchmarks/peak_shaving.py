@@ -1,6 +1,6 @@
 """Reproduce the peak-shaving numbers in benchmarks/README.md: every built-in scenario, a year each.
 
-    .venv/bin/python benchmarks/peak_shaving.py                  # all scenarios, ~3 min on 2 vCPUs
+    .venv/bin/python benchmarks/peak_shaving.py                  # all scenarios, ~4 min on 2 vCPUs
     .venv/bin/python benchmarks/peak_shaving.py --only commercial --seeds 1 2 3
 
 Writes a Markdown table to stdout, the per-run JSON to --out-dir, and the plots of the built-in scenario
