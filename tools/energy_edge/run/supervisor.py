@@ -177,9 +177,9 @@ class Supervisor:
             await self._launch(process)
         self.sim_info = json.loads((self.data_dir / "sim" / "sim.json").read_text())
         self.hub_info = json.loads((self.data_dir / "hub" / "hub.json").read_text())
+        self.write_endpoints()  # before any module: a tool that sees a module in run.json finds the site too
         await self._start_modules()
         self.write_state()
-        self.write_endpoints()
 
     async def _launch(self, process: ManagedProcess) -> None:
         self.processes[process.name] = process
@@ -233,7 +233,9 @@ class Supervisor:
         """Where a running site can be reached, for other tools (`<data-dir>/endpoints.json`)."""
         from energy_edge.hub.manifest import load_manifest
 
-        desired = load_manifest(self.manifest).desired.get("telemetry", {})
+        edge = load_manifest(self.manifest)
+        desired = edge.desired.get("telemetry", {})
+        telemetry = edge.modules.get("telemetry")
         doc = {
             "hub_json": str((self.data_dir / "hub" / "hub.json").resolve()),
             "sim_json": str((self.data_dir / "sim" / "sim.json").resolve()),
@@ -241,11 +243,14 @@ class Supervisor:
             "upstream_store": str((self.data_dir / "hub" / "hub.db").resolve()),
             "logs": str(self.logs.resolve()),
         }
-        if "telemetry" in self.processes:
+        if telemetry is not None and telemetry.status == "running" and "telemetry" not in self.skip_modules:
             port = int(desired.get("metrics_port", 9600))
             doc["metrics_url"] = f"http://{self.host}:{port}/metrics"
             doc["healthz_url"] = f"http://{self.host}:{port}/healthz"
-        (self.data_dir / "endpoints.json").write_text(json.dumps(doc, indent=2) + "\n")
+        path = self.data_dir / "endpoints.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(path)
 
     def module_states(self) -> dict[str, dict[str, Any]]:
         return {name: {"state": p.state, "restarts": p.restarts, "exit_codes": p.exit_codes}
