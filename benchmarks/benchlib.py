@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from energy_edge.ops.manifest import drop_modules
 from energy_edge.run.supervisor import ManagedProcess, Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -278,18 +279,9 @@ def build_manifest(host: str, devices: dict[str, list[dict[str, Any]]] | None = 
                    drop: tuple[str, ...] = ("simulator",)) -> dict[str, Any]:
     """The real deployment template pointed at `host`, with device lists and desired properties replaced
     (as tests/support.py site_manifest does), and `drop`ped modules removed with their routes."""
-    text = DEPLOYMENT.read_text()
-    manifest: dict[str, Any] = json.loads(text)
+    manifest: dict[str, Any] = json.loads(DEPLOYMENT.read_text())
+    drop_modules(manifest, drop)
     content = manifest["modulesContent"]
-    modules = content["$edgeAgent"]["properties.desired"]["modules"]
-    routes = content["$edgeHub"]["properties.desired"]["routes"]
-    for name in drop:
-        modules.pop(name, None)
-        content.pop(name, None)
-        for route_name, route in list(routes.items()):
-            route_text = route if isinstance(route, str) else route["route"]
-            if f"/modules/{name}/" in route_text:
-                del routes[route_name]
     for module_id, device_list in (devices or {}).items():
         if module_id in content:
             content[module_id]["properties.desired"]["devices"] = device_list

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from energy_edge.ops.manifest import drop_modules
+
 REPO = Path(__file__).resolve().parent.parent
 ENERGY_EDGE = [sys.executable, "-m", "energy_edge.cli"]
 
@@ -238,18 +240,11 @@ def site_manifest(sim_host: str, drop: tuple[str, ...] = ("simulator",), probe_i
                   desired: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The real deployment manifest, pointed at a simulator, with modules dropped and a `probe`
     module added that receives every asset's telemetry (the test's eyes)."""
-    text = DEPLOYMENT.read_text().replace("${SIMULATOR_HOST}", sim_host)
-    manifest: dict[str, Any] = json.loads(text)
+    manifest: dict[str, Any] = json.loads(DEPLOYMENT.read_text().replace("${SIMULATOR_HOST}", sim_host))
+    drop_modules(manifest, drop)
     content = manifest["modulesContent"]
     modules = content["$edgeAgent"]["properties.desired"]["modules"]
     routes = content["$edgeHub"]["properties.desired"]["routes"]
-    for name in drop:
-        modules.pop(name, None)
-        content.pop(name, None)
-        for route_name, route in list(routes.items()):
-            text = route if isinstance(route, str) else route["route"]
-            if f"/modules/{name}/" in text:
-                del routes[route_name]
     if probe_inputs:
         modules["probe"] = {"type": "docker", "status": "running", "restartPolicy": "always",
                             "settings": {"image": "probe:1"}}

@@ -393,3 +393,27 @@ def test_cli_build_fails_with_a_message(tmp_path: Path, capsys: pytest.CaptureFi
                    "--out-dir", str(tmp_path))
     assert code == 2
     assert "SIMULATOR_HOST" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("drop", "gone_routes_mention", "routes_change"),
+    [
+        (("simulator",), ["simulator"], False),  # the simulator has no routes: serves Modbus only
+        (("telemetry", "boiler"), ["telemetry", "boiler"], True),
+        ((), [], False),
+    ],
+)
+def test_drop_modules_removes_module_desired_properties_and_routes(
+    drop: tuple[str, ...], gone_routes_mention: list[str], routes_change: bool
+) -> None:
+    manifest = json.loads(BASE.read_text())
+    before = m.routes_of(manifest)
+    m.drop_modules(manifest, drop)
+    after = m.routes_of(manifest)
+    content = m.modules_content(manifest)
+    for name in drop:
+        assert name not in dict(m.user_modules(manifest)) and name not in content
+    kept = {k: v for k, v in before.items()
+            if not any(f"/modules/{n}/" in (v if isinstance(v, str) else v["route"]) for n in gone_routes_mention)}
+    assert after == kept
+    assert (after != before) == routes_change

@@ -40,7 +40,7 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,21 @@ def routes_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
     prefix = f"{LAYER_PREFIX}routes."
     routes.update({key[len(prefix):]: spec for key, spec in hub.items() if key.startswith(prefix)})
     return routes
+
+
+def drop_modules(manifest: dict[str, Any], names: Iterable[str]) -> None:
+    """Remove modules from a (non-layered) deployment manifest, in place, with their desired properties and
+    every route from or to them, e.g. to run a site without its simulator module."""
+    content = modules_content(manifest)
+    modules = content["$edgeAgent"][DESIRED]["modules"]
+    routes = content["$edgeHub"][DESIRED]["routes"]
+    for name in names:
+        modules.pop(name, None)
+        content.pop(name, None)
+        for route_name, route in list(routes.items()):
+            route_text = route if isinstance(route, str) else route["route"]
+            if f"/modules/{name}/" in route_text:
+                del routes[route_name]
 
 
 def apply_layer(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
