@@ -39,8 +39,7 @@ def main() -> int:
         spec = SCENARIOS[name]
         seeds = args.seeds or ([1, 2, 3, 4, 5, 6] if name == "commercial" else [1])
         for seed in seeds:
-            b = spec.battery
-            battery = BatterySpec(b.capacity_kwh, b.power_kw, b.soc_min_pct, b.soc_max_pct, b.round_trip_efficiency)
+            battery = BatterySpec.of(spec.battery)
             result = run_peak_shaving(build_scenario(name, seed), battery)
             doc = result.to_json()
             (args.out_dir / f"{name}-{seed}.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from energy_edge.bench.data import STEP_H
+from energy_edge.bench.data import STEP_H, BatteryDefaults
 
 # Below these a difference is rounding in the commanding code (setpoints are rounded to 1 W), not a violation.
 POWER_TOLERANCE_KW = 0.01
@@ -37,6 +37,12 @@ class BatterySpec:
             raise ValueError("need 0 <= soc_min_pct <= soc_max_pct <= 100")
         if not 0 < self.round_trip_efficiency <= 1:
             raise ValueError("round_trip_efficiency must be in (0, 1]")
+
+    @classmethod
+    def of(cls, defaults: BatteryDefaults) -> BatterySpec:
+        """A scenario's battery."""
+        return cls(defaults.capacity_kwh, defaults.power_kw, defaults.soc_min_pct, defaults.soc_max_pct,
+                   defaults.round_trip_efficiency)
 
     @property
     def efficiency_one_way(self) -> float:
