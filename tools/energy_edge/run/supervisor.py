@@ -19,7 +19,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from energy_edge.hub.manifest import EdgeConfig
 
 log = logging.getLogger("energy_edge.run")
 
@@ -177,8 +180,11 @@ class Supervisor:
             await self._launch(process)
         self.sim_info = json.loads((self.data_dir / "sim" / "sim.json").read_text())
         self.hub_info = json.loads((self.data_dir / "hub" / "hub.json").read_text())
-        self.write_endpoints()  # before any module: a tool that sees a module in run.json finds the site too
-        await self._start_modules()
+        from energy_edge.hub.manifest import load_manifest
+
+        edge = load_manifest(self.manifest)
+        self.write_endpoints(edge)  # before any module: a tool that sees a module in run.json finds the site too
+        await self._start_modules(edge)
         self.write_state()
 
     async def _launch(self, process: ManagedProcess) -> None:
@@ -188,12 +194,9 @@ class Supervisor:
         await process.wait_ready()
         process.supervise()
 
-    async def _start_modules(self) -> None:
-        from energy_edge.hub.manifest import load_manifest
-
+    async def _start_modules(self, edge: EdgeConfig) -> None:
         for key, value in self._base_env().items():
             os.environ.setdefault(key, value)
-        edge = load_manifest(self.manifest)
         clock = await self._sim_clock()
         for spec in sorted(edge.modules.values(), key=lambda m: (m.startup_order, m.name)):
             if spec.name in self.skip_modules:
@@ -229,11 +232,8 @@ class Supervisor:
         tmp.write_text(json.dumps({"processes": doc}, indent=2))
         tmp.replace(path)
 
-    def write_endpoints(self) -> None:
+    def write_endpoints(self, edge: EdgeConfig) -> None:
         """Where a running site can be reached, for other tools (`<data-dir>/endpoints.json`)."""
-        from energy_edge.hub.manifest import load_manifest
-
-        edge = load_manifest(self.manifest)
         desired = edge.desired.get("telemetry", {})
         telemetry = edge.modules.get("telemetry")
         doc = {

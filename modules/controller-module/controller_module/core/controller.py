@@ -256,7 +256,7 @@ class Controller:
         mem.pv_quarter.add(now, pv_kw)
         if mem.load_quarter.completed and mem.load_quarter.completed[-1][0] != before:
             start_s, load_avg = mem.load_quarter.completed[-1]
-            pv_avg = next((avg for s, avg in reversed(mem.pv_quarter.completed) if s == start_s), 0.0)
+            pv_avg = mem.pv_quarter.completed[-1][1]  # both trackers take the same instants: same quarters
             mem.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), load_avg, pv_avg)
 
     def _limit(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
