@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import random
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from controller_module.core.allocation import Unit, split
 from controller_module.core.config import ControllerConfig
 from controller_module.core.controller import BoilerMode, Controller, Dispatch, Mode
-from controller_module.core.planner import BatteryEnvelope, holds, plan_threshold
+from controller_module.core.planner import BatteryEnvelope, hindsight_threshold, holds, plan_threshold
 from controller_module.core.state import BatteryView, BoilerView, MeterView, SiteState, SolarView, TimeAverage
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -191,6 +192,38 @@ def test_threshold_plan_on_a_single_peak() -> None:
     assert plan_threshold(net, BatteryEnvelope(50, 100, 100, 100, 1.0, 1.0)) == pytest.approx(100, abs=0.6)
 
 
+EVENING = [80.0] * 16  # 4 h at 80 kW
+
+
+@pytest.mark.parametrize(
+    ("case", "net", "battery_env", "once_kw", "twice_kw"),
+    [
+        # a full 100 kWh battery: once, T = 55 spends it all on the evening, 4 h · (80 − T) = 100; again, the 20 h
+        # at 54 kW must refill what the evening spends, (T − 54) · 20 h = 4 h · (80 − T) → T = 58.3
+        ("the night must refill what the evening spends", EVENING + [54.0] * 80,
+         BatteryEnvelope(100, 100, 100, 100, 1.0, 1.0), 55.0, 58.3),
+        # a light night refills it anyway: the same threshold
+        ("a night that refills it anyway", EVENING + [30.0] * 80, BatteryEnvelope(100, 100, 100, 100, 1.0, 1.0),
+         55.0, 55.0),
+        # an empty battery that a midday PV surplus fills before the evening: once and again agree
+        ("a PV surplus refills it", [40.0] * 8 + [-60.0] * 16 + [90.0] * 8 + [40.0] * 64,
+         BatteryEnvelope(0, 100, 100, 100, 1.0, 1.0), 40.0, 40.0),
+    ],
+)
+def test_plan_as_if_the_day_came_again(case: str, net: list[float], battery_env: BatteryEnvelope, once_kw: float,
+                                       twice_kw: float) -> None:
+    assert plan_threshold(net, battery_env) == pytest.approx(once_kw, abs=0.6)
+    assert plan_threshold(net, battery_env, repeats=2) == pytest.approx(twice_kw, abs=0.6)
+
+
+def test_hindsight_threshold_starts_full() -> None:
+    """What a full battery could have held over quarters that happened, whatever the battery holds now."""
+    past = [150.0] * 16 + [60.0] * 96 * 3  # a 4-hour 150 kW event, then three ordinary days
+    empty = BatteryEnvelope(0, 180, 100, 100, 0.95, 0.95)
+    assert hindsight_threshold(past, empty) == pytest.approx(150 - 180 * 0.95 / 4, abs=0.6)  # the event fits
+    assert plan_threshold(past, empty) == pytest.approx(150, abs=0.6)  # from empty, nothing can be shaved
+
+
 def test_time_average_is_time_weighted() -> None:
     avg = TimeAverage(900)
     avg.add(0, 100)
@@ -244,8 +277,6 @@ def test_limit_sources(overrides: dict[str, Any], month_peak: float, limit: floa
 
 def test_memory_survives_a_restart() -> None:
     """What the module persists (month peak, load history) restores to the same planning state."""
-    import json
-
     controller = Controller(config(import_limit_kw=None))
     for quarter in range(4 * 24 * 8):  # eight days of quarters with a daily peak
         now = T0 + dt.timedelta(minutes=15 * quarter)
@@ -257,3 +288,29 @@ def test_memory_survives_a_restart() -> None:
     assert restored.memory.quarters.month_peak_kw == controller.memory.quarters.month_peak_kw > 0
     start = T0 + dt.timedelta(days=9)
     assert restored.memory.history.forecast(start, 96) == controller.memory.history.forecast(start, 96)
+
+
+def test_a_new_month_is_not_planned_below_the_month_floor() -> None:
+    """A month's first day looks easy to the forecast, but the last month had a hard day: the limit stays at the
+    share of that day's hindsight threshold instead of spending the battery on a plan far below it."""
+    controller = Controller(config(import_limit_kw=None, balancing_enabled=False))
+    start = dt.datetime(2026, 6, 22, tzinfo=dt.timezone.utc)  # a Monday; July starts nine days later
+    event = (dt.datetime(2026, 6, 24, 14, tzinfo=dt.timezone.utc), dt.datetime(2026, 6, 24, 18, tzinfo=dt.timezone.utc))
+    now = start
+    while now < dt.datetime(2026, 7, 1, 12, tzinfo=dt.timezone.utc):
+        status = controller.step(site(150 if event[0] <= now < event[1] else 60, (battery(soc=50),), now=now)).status
+        now += dt.timedelta(minutes=15)
+    mem = controller.memory
+    past_net_kw = [load - pv for (_, load), (_, pv) in zip(mem.load_quarter.completed, mem.pv_quarter.completed,
+                                                           strict=True)]
+    window_kwh = (95 - 5) / 100 * 200  # the configured SOC window of the 200 kWh battery
+    expected_floor_kw = hindsight_threshold(past_net_kw, BatteryEnvelope(0, window_kwh, 100, 100))
+    assert mem.month_floor_kw == pytest.approx(expected_floor_kw)
+    assert 100 < expected_floor_kw < 150  # the event, shaved by what a full battery holds
+    assert mem.quarters.month_peak_kw == pytest.approx(60)  # July so far: nothing but 60 kW
+    assert mem.planned_threshold_kw is not None and mem.planned_threshold_kw < 0.8 * expected_floor_kw
+    assert (status.limit_kw, status.limit_source) == (pytest.approx(0.8 * expected_floor_kw), "month floor")
+    # what the module persists keeps the floor
+    restored = Controller(config(import_limit_kw=None, balancing_enabled=False))
+    restored.memory.restore(json.loads(json.dumps(mem.to_record())))
+    assert (restored.memory.month_floor_kw, restored.memory.month_floor_day) == (mem.month_floor_kw, "2026-07-01")

@@ -25,7 +25,13 @@ from controller_module.core.allocation import Unit, derated_limits, energy_limit
 from controller_module.core.capability import CapabilityState, SourceReading, combine
 from controller_module.core.config import ControllerConfig
 from controller_module.core.constraints import Interval
-from controller_module.core.planner import BatteryEnvelope, LoadHistory, plan_threshold
+from controller_module.core.planner import (
+    QUARTERS_PER_DAY,
+    BatteryEnvelope,
+    LoadHistory,
+    hindsight_threshold,
+    plan_threshold,
+)
 from controller_module.core.state import QUARTER_S, QuarterTracker, SiteState
 
 
@@ -68,7 +74,7 @@ class Status:
     quarter_avg_kw: float | None
     month_peak_kw: float
     limit_kw: float | None
-    limit_source: str  # "twin" | "planned" | "none"
+    limit_source: str  # "twin" | "planned" | "month floor" | "rule" | "none"
     target_kw: float | None  # what the controller aims at now (limit − margin, ≥ month peak when planned)
     margin_kw: float | None  # limit − 15-min average: how close to the limit the site runs
     battery_kw: float
@@ -99,20 +105,33 @@ class Memory:
     dispatches: list[Dispatch] = field(default_factory=list)
     planned_threshold_kw: float | None = None
     planned_at: dt.datetime | None = None
+    month_floor_kw: float = 0.0  # hindsight threshold of the last month's quarters (see planner.py)
+    month_floor_day: str = ""  # ISO date it was last computed
 
     def to_record(self) -> dict[str, Any]:
-        return {"quarters": self.quarters.to_record(), "history": self.history.to_record()}
+        return {"quarters": self.quarters.to_record(), "history": self.history.to_record(),
+                "month_floor": {"kw": self.month_floor_kw, "day": self.month_floor_day}}
 
     def restore(self, record: dict[str, Any]) -> None:
         self.quarters.restore(record.get("quarters", {}))
         if "history" in record:
             self.history = LoadHistory.from_record(record["history"])
+        # the floor is kept, not the month of quarters behind it: after a restart it holds until recomputed
+        floor = record.get("month_floor", {})
+        self.month_floor_kw = float(floor.get("kw", 0.0))
+        self.month_floor_day = str(floor.get("day", ""))
 
 
 PLAN_EVERY = dt.timedelta(minutes=15)
 REVERSAL_MEMORY = dt.timedelta(minutes=5)
 RESERVE_BAND_PCT = 2.0
 PLAN_HORIZON_QUARTERS = 96
+# the coming day planned as if it came twice: a one-pass plan spends the battery by the horizon's end, and on
+# a month's first days (no peak set yet) aimed at 20 kW where 42 were needed, then met a cloudy morning empty
+PLAN_REPEATS = 2
+MONTH_FLOOR_SHARE = 0.8  # never plan below this share of the month floor: lower gave up robustness, 1.0 was
+# too high whenever the load falls from one month to the next (see benchmarks/README.md)
+MONTH_FLOOR_MIN_DAYS = 7  # fewer days of quarters say too little about a month's hardest day
 
 
 class Controller:
@@ -270,16 +289,12 @@ class Controller:
             forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
             if forecast is not None and units:
                 forecast[0] = g_now  # the present is known
-                # a day-long plan uses the ratings: the taper near floor and ceiling is a matter of minutes
-                envelope = BatteryEnvelope(
-                    energy_kwh=sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
-                    capacity_kwh=sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
-                    max_charge_kw=sum(b.max_charge_kw for b in batteries),
-                    max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
-                )
-                mem.planned_threshold_kw = plan_threshold(forecast, envelope)
+                mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
+                                                          repeats=PLAN_REPEATS)
         if mem.planned_threshold_kw is not None:
-            return max(mem.planned_threshold_kw, mem.quarters.month_peak_kw), "planned"
+            floor_kw = MONTH_FLOOR_SHARE * self._month_floor(now, batteries, units)
+            limit_kw = max(mem.planned_threshold_kw, mem.quarters.month_peak_kw)
+            return (limit_kw, "planned") if limit_kw >= floor_kw else (floor_kw, "month floor")
         # no history yet: the rule (OpenEMS style) with a fixed threshold, never below the month's peak;
         # recharging happens below it within the headroom, as in every mode
         if cfg.rule_threshold_kw is not None:
@@ -287,6 +302,32 @@ class Controller:
         if mem.quarters.month_peak_kw > 0:
             return mem.quarters.month_peak_kw, "rule"
         return None, "none"
+
+    def _envelope(self, batteries: list[Any], units: list[Unit]) -> BatteryEnvelope:
+        """The site's batteries as one, for day-long plans: the ratings (the taper near floor and ceiling is a
+        matter of minutes) and the energy within the configured SOC window."""
+        cfg = self.config
+        return BatteryEnvelope(
+            energy_kwh=sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
+            capacity_kwh=sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
+            max_charge_kw=sum(b.max_charge_kw for b in batteries),
+            max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
+        )
+
+    def _month_floor(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
+        """The hindsight threshold of the last month of actual quarters, recomputed once a day."""
+        mem = self.memory
+        day = now.date().isoformat()
+        if day == mem.month_floor_day or not units:
+            return mem.month_floor_kw
+        mem.month_floor_day = day
+        loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed  # the same quarters, a month of them
+        if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
+            past_net_kw = [load for _, load in loads]
+            for i, (_, pv_kw) in enumerate(pvs[-len(past_net_kw):]):
+                past_net_kw[i] -= pv_kw
+            mem.month_floor_kw = hindsight_threshold(past_net_kw, self._envelope(batteries, units))
+        return mem.month_floor_kw
 
     def _balancing(self, g_free: float, units: list[Unit], dt_s: float, peak_need: float, now: dt.datetime
                    ) -> float:

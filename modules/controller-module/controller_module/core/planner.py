@@ -10,6 +10,12 @@ Plan: given the forecast for the next `horizon` quarters and the battery's state
 bisection the lowest threshold T such that a battery discharging above T and recharging below T
 (from the grid, never pushing import past T) never runs out. The limit the controller aims at is
 max(T, the month's peak already set): once a month's peak is billed, aiming lower buys nothing.
+The coming day is planned as if it came twice, so the plan leaves the battery able to do it again.
+
+Month floor: the lowest threshold a full battery could have held over the last month of actual quarters
+(`hindsight_threshold`), in hindsight. Some day of any month is that hard, so spending the battery to hold
+a plan far below it early in a month buys nothing and risks an empty battery when that day comes; the
+controller never aims below a share of it (see controller.py).
 The solver is a plain simulation, so it cannot fail; with no history there is no plan and the
 controller falls back to the configured limit or the rule (see controller.py).
 """
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 QUARTERS_PER_DAY = 96
@@ -197,8 +203,13 @@ def holds(threshold_kw: float, net_kw: list[float], battery: BatteryEnvelope, st
     return True
 
 
-def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: float = 0.5) -> float:
-    """The lowest threshold the battery can hold over the forecast (bisection; holds() is monotone in T)."""
+def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: float = 0.5, repeats: int = 1
+                   ) -> float:
+    """The lowest threshold the battery can hold over the forecast (bisection; holds() is monotone in T).
+
+    `repeats` > 1 plans as if the forecast came that many times in a row: the battery must end it able to do
+    it again, instead of being spent by the horizon's end as if nothing followed."""
+    net_kw = list(net_kw) * repeats
     high = max(net_kw)
     low = max(0.0, high - battery.max_discharge_kw, min(net_kw))
     if holds(low, net_kw, battery):
@@ -210,3 +221,8 @@ def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: 
         else:
             low = middle
     return high
+
+
+def hindsight_threshold(past_net_kw: list[float], battery: BatteryEnvelope) -> float:
+    """The lowest threshold a battery starting full could have held over quarters that have happened."""
+    return plan_threshold(past_net_kw, replace(battery, energy_kwh=battery.capacity_kwh))
