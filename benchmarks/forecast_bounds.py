@@ -10,7 +10,7 @@ Modes, each a year per scenario through the same replay as `energy-edge bench pe
   `LoadHistory.day_levels`), while the shape within the day, random extra loads and passing clouds stay
   the model's: the best a day-ahead forecast of occupancy and weather could do.
 
-    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~9 min
+    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~12 min
     .venv/bin/python benchmarks/forecast_bounds.py --modes day-level --only farm-l0
 
 Prints the ratio per run and mode (same definition as the benchmark: Σ(baseline − run) / Σ(baseline − optimum)).
