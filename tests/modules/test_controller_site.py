@@ -62,11 +62,16 @@ def wait_sim(site: Site, predicate: Any, what: str, timeout_s: float = 30) -> di
         if predicate(state):
             return state
         time.sleep(0.1)
+    raise AssertionError(f"simulator never showed {what}: {site_report(site, state)}")
+
+
+def site_report(site: Site, state: dict[str, Any]) -> str:
+    """The simulator's site and devices, the controller's status and the logs behind them, for a failure."""
     status = site.call("controller", "get_status", {})[1]
     devices = state.get("devices", {})
-    raise AssertionError(f"simulator never showed {what}: site={state.get('site')}, battery={devices.get('bess-1')}, "
-                         f"pv={devices.get('pv-1')}, controller={status}\ncontroller log:\n"
-                         + site.modules["controller"].output()[-2500:])
+    return (f"site={state.get('site')}, battery={devices.get('bess-1')}, pv={devices.get('pv-1')}, "
+            f"controller={status}\ncontroller log:\n{site.modules['controller'].output()[-2500:]}"
+            f"\nbattery log:\n{site.modules['battery'].output()[-1500:]}")
 
 
 def test_load_step_above_the_limit_is_held_under_it(site: Site) -> None:
@@ -83,7 +88,9 @@ def test_load_step_above_the_limit_is_held_under_it(site: Site) -> None:
         assert status["margin_kw"] is not None
         # it stays under while the step lasts
         for _ in range(10):
-            assert site.sim.state()["site"]["grid_import_kw"] <= LIMIT_KW + 2
+            state = site.sim.state()
+            if state["site"]["grid_import_kw"] > LIMIT_KW + 2:
+                raise AssertionError(f"import rose above the limit during the step: {site_report(site, state)}")
             time.sleep(0.3)
     finally:
         site.sim.post("/load", {"offset_kw": 0})
