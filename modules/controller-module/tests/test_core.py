@@ -314,3 +314,25 @@ def test_a_new_month_is_not_planned_below_the_month_floor() -> None:
     restored = Controller(config(import_limit_kw=None, balancing_enabled=False))
     restored.memory.restore(json.loads(json.dumps(mem.to_record())))
     assert (restored.memory.month_floor_kw, restored.memory.month_floor_day) == (mem.month_floor_kw, "2026-07-01")
+
+
+@pytest.mark.parametrize(
+    ("case", "hour", "load_kw", "soc", "cap_kwh", "limit_kw"),
+    [
+        # no history and no rule threshold: the month's peak (60 kW, set overnight) is held, but the battery
+        # (100 kW, SOC window 5–95 %) shaves no faster than its energy lasts until midnight, at 0.95 one way
+        ("morning ramp, 16 h left", 8, 120.0, 50, 200, 120 - 90 * 0.95 / 16),
+        ("evening, 4 h left", 20, 120.0, 50, 200, 120 - 90 * 0.95 / 4),
+        ("late evening: at least 2 h", 23, 120.0, 50, 200, 120 - 90 * 0.95 / 2),
+        ("the rating caps it", 23, 200.0, 95, 1000, 200 - 100),
+        ("below the month's peak nothing changes", 8, 55.0, 50, 200, 60),
+        ("an empty battery shaves nothing", 8, 120.0, 5, 200, 120),
+    ],
+)
+def test_without_history_the_battery_is_spread_over_the_rest_of_the_day(
+        case: str, hour: int, load_kw: float, soc: float, cap_kwh: float, limit_kw: float) -> None:
+    controller = Controller(config(import_limit_kw=None, balancing_enabled=False))
+    now = T0.replace(hour=hour)
+    controller.memory.quarters.month_peak_kw, controller.memory.quarters.month = 60.0, now.strftime("%Y-%m")
+    status = controller.step(site(load_kw, (battery(soc=soc, cap=cap_kwh),), now=now)).status
+    assert (status.limit_kw, status.limit_source) == (pytest.approx(limit_kw, abs=0.01), "rule")

@@ -132,6 +132,7 @@ PLAN_REPEATS = 2
 MONTH_FLOOR_SHARE = 0.8  # never plan below this share of the month floor: lower gave up robustness, 1.0 was
 # too high whenever the load falls from one month to the next (see benchmarks/README.md)
 MONTH_FLOOR_MIN_DAYS = 7  # fewer days of quarters say too little about a month's hardest day
+COLD_START_MIN_HOURS = 2.0  # without history, the energy is spread over the hours left today, at least these
 
 
 class Controller:
@@ -300,7 +301,11 @@ class Controller:
         if cfg.rule_threshold_kw is not None:
             return max(cfg.rule_threshold_kw, mem.quarters.month_peak_kw), "rule"
         if mem.quarters.month_peak_kw > 0:
-            return mem.quarters.month_peak_kw, "rule"
+            # hold the month's peak, but shave no faster than the batteries can keep up until midnight: a peak
+            # set overnight, held through the morning's ramp, emptied the battery by noon on the first day
+            if not units:
+                return mem.quarters.month_peak_kw, "rule"
+            return max(mem.quarters.month_peak_kw, g_now - self._sustainable_kw(now, batteries, units)), "rule"
         return None, "none"
 
     def _envelope(self, batteries: list[Any], units: list[Unit]) -> BatteryEnvelope:
@@ -313,6 +318,12 @@ class Controller:
             max_charge_kw=sum(b.max_charge_kw for b in batteries),
             max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
         )
+
+    def _sustainable_kw(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
+        """The discharge the batteries' energy would last at until midnight (at least COLD_START_MIN_HOURS)."""
+        envelope = self._envelope(batteries, units)
+        hours_left = max(COLD_START_MIN_HOURS, 24 - now.hour - now.minute / 60)
+        return min(envelope.max_discharge_kw, envelope.energy_kwh * envelope.discharge_efficiency / hours_left)
 
     def _month_floor(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
         """The hindsight threshold of the last month of actual quarters, recomputed once a day."""
