@@ -18,7 +18,8 @@ class ControllerConfig(BaseModel):
     )
     rule_threshold_kw: float | None = Field(
         None, ge=0, le=1_000_000,
-        description="Planned mode without history yet: a fixed threshold (the rule), kW. None: the month's peak.",
+        description=("Planned mode without history yet: a fixed threshold (the rule), kW. None: the month's peak, "
+                     "shaved no faster than the batteries' energy lasts until midnight."),
     )
     limit_margin_kw: float = Field(2.0, ge=0, le=10_000, description="Aim this far below the limit, kW.")
     reserve_soc_pct: float = Field(
