@@ -336,17 +336,3 @@ def test_without_history_the_battery_is_spread_over_the_rest_of_the_day(
     controller.memory.quarters.month_peak_kw, controller.memory.quarters.month = 60.0, now.strftime("%Y-%m")
     status = controller.step(site(load_kw, (battery(soc=soc, cap=cap_kwh),), now=now)).status
     assert (status.limit_kw, status.limit_source) == (pytest.approx(limit_kw, abs=0.01), "rule")
-
-
-def test_a_meter_reading_older_than_the_battery_does_not_spiral() -> None:
-    """The meter's reading is a second old, from before the battery's last move; the battery reports at once.
-    Adding the battery's newest power to the meter's older import misreads the load by the battery's last
-    change, and the setpoints swing (32, 64, 64, 32, 0, 0, ... kW) instead of settling."""
-    controller = Controller(config(balancing_enabled=False))  # limit 150 kW, aim 2 kW under it
-    load_kw, applied_kw = 180.0, [0.0, 0.0]  # the battery's power each second, as it happened
-    for second in range(1, 20):
-        meter_kw = load_kw - applied_kw[-2]  # read a second ago, before the battery's last move
-        state = site(meter_kw, (battery(power=applied_kw[-1]),), m=meter(meter_kw, age=1.0),
-                     now=T0 + dt.timedelta(seconds=second))
-        applied_kw.append(controller.step(state).battery_kw["bat-1"])
-    assert all(kw == pytest.approx(32, abs=1.0) for kw in applied_kw[2:]), applied_kw

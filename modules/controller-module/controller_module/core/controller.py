@@ -107,7 +107,6 @@ class Memory:
     planned_at: dt.datetime | None = None
     month_floor_kw: float = 0.0  # hindsight threshold of the last month's quarters (see planner.py)
     month_floor_day: str = ""  # ISO date it was last computed
-    battery_readings: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (epoch s, kW), recent
 
     def to_record(self) -> dict[str, Any]:
         return {"quarters": self.quarters.to_record(), "history": self.history.to_record(),
@@ -133,7 +132,6 @@ PLAN_REPEATS = 2
 MONTH_FLOOR_SHARE = 0.8  # never plan below this share of the month floor: lower gave up robustness, 1.0 was
 # too high whenever the load falls from one month to the next (see benchmarks/README.md)
 MONTH_FLOOR_MIN_DAYS = 7  # fewer days of quarters say too little about a month's hardest day
-BATTERY_READINGS_S = 30.0  # battery power readings kept to match the meter's (its age is a few seconds)
 COLD_START_MIN_HOURS = 2.0  # without history, the energy is spread over the hours left today, at least these
 
 
@@ -158,7 +156,7 @@ class Controller:
 
         # read: import without batteries and without discretionary (soaking) heating
         batteries = [b for b in site.batteries if b.online and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
-        p_now = self._power_at_meter_time(now, meter.age_s, batteries)
+        p_now = sum(b.power_kw for b in batteries)
         heat_now = -site.boiler_power_kw
         g = meter.grid_import_kw + p_now
         g_flex = g - self._soaking_kw(site, heat_now)
@@ -320,24 +318,6 @@ class Controller:
             max_charge_kw=sum(b.max_charge_kw for b in batteries),
             max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
         )
-
-    def _power_at_meter_time(self, now: dt.datetime, meter_age_s: float, batteries: list[Any]) -> float:
-        """The batteries' power when the meter was read. Meter and batteries report on their own clocks: a
-        battery already at its new setpoint next to a meter reading from before it moved reads as a load that
-        dropped by the change, and the next setpoint follows it down (a spiral of 10 kW a second at start-up)."""
-        now_s = now.timestamp()
-        meter_s = now_s - meter_age_s
-        total_kw = 0.0
-        for b in batteries:
-            readings = self.memory.battery_readings.setdefault(b.asset_id, [])
-            read_s = now_s - b.age_s
-            if not readings or read_s > readings[-1][0]:
-                readings.append((read_s, b.power_kw))
-            while len(readings) > 1 and readings[0][0] < now_s - BATTERY_READINGS_S:
-                readings.pop(0)
-            # the last reading taken no later than the meter's; the oldest kept if all are newer
-            total_kw += next((kw for t_s, kw in reversed(readings) if t_s <= meter_s), readings[0][1])
-        return total_kw
 
     def _sustainable_kw(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
         """The discharge the batteries' energy would last at until midnight (at least COLD_START_MIN_HOURS)."""
