@@ -22,10 +22,9 @@ from multiprocessing import Pool
 
 import numpy as np
 
-from energy_edge.bench import optimum, replay
+from energy_edge.bench.cli import run_peak_shaving
 from energy_edge.bench.data import QUARTERS_PER_DAY, SCENARIOS, build_scenario
-from energy_edge.bench.plant import BatterySpec, monthly_peaks_kw
-from energy_edge.bench.report import replay_schedule
+from energy_edge.bench.plant import BatterySpec
 
 CLASSES = ("drained", "over-committed", "tight day")
 
@@ -33,24 +32,19 @@ CLASSES = ("drained", "over-committed", "tight day")
 def classify(run: str) -> tuple[str, dict[str, tuple[int, float]]]:
     """{class: (months, Σ kW over the optimum)} for one `scenario:seed`."""
     name, seed = run.split(":")
-    series, battery = build_scenario(name, int(seed)), BatterySpec.of(SCENARIOS[name].battery)
-    labels, month_of_step = series.month_index()
-    net = series.net_kw
-    best = optimum.solve(net, month_of_step, len(labels), battery)
-    optimum_peaks = monthly_peaks_kw(net - replay_schedule(best.battery_kw, net, battery).battery_kw,
-                                     month_of_step, len(labels))
-    controller = replay.run(series, battery)
-    grid = net - controller.battery_kw
+    result = run_peak_shaving(build_scenario(name, int(seed)), BatterySpec.of(SCENARIOS[name].battery))
+    battery, controller = result.battery, result.schedules["controller"]
+    _, month_of_step = result.series.month_index()
+    grid = result.grid_import_kw("controller")
     window_kwh = (battery.soc_max_pct - battery.soc_min_pct) / 100 * battery.capacity_kwh
     above_floor_kwh = controller.soc_kwh - battery.soc_min_pct / 100 * battery.capacity_kwh
     losses: dict[str, list[float]] = defaultdict(list)
-    for month in range(len(labels)):
-        steps = np.flatnonzero(month_of_step == month)
-        peak_kw = grid[steps].max()
-        over_kw = peak_kw - optimum_peaks[month]
+    for month, row in enumerate(result.months):
+        over_kw = row.controller_peak_kw - row.optimum_peak_kw
         if over_kw <= 0.05:
             continue
-        first = steps[np.argmax(grid[steps] >= peak_kw - 0.5)]
+        steps = np.flatnonzero(month_of_step == month)
+        first = steps[np.argmax(grid[steps] >= row.controller_peak_kw - 0.5)]
         day_end = (first // QUARTERS_PER_DAY + 1) * QUARTERS_PER_DAY
         # SOC is at the end of a step: the step before `first` is what the battery had going into it
         if above_floor_kwh[max(first - 1, 0)] <= 0.01 * window_kwh or above_floor_kwh[first] <= 0.01 * window_kwh:
