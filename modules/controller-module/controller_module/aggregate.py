@@ -32,6 +32,8 @@ class SiteAggregator:
         self.grid_average = TimeAverage(900.0)
         # setpoints the controller wrote, per battery: (wall epoch written, kW)
         self.commands: dict[str, list[tuple[float, float]]] = {}
+        # the batteries' measured power, per battery: (wall epoch read, as the telemetry's timestamp says, kW)
+        self.readings: dict[str, list[tuple[float, float]]] = {}
 
     def commanded(self, asset_id: str, written_epoch_s: float, power_kw: float) -> None:
         log = self.commands.setdefault(asset_id, [])
@@ -44,17 +46,21 @@ class SiteAggregator:
 
         Meter and batteries are polled by different modules at different moments; adding a battery
         power read after a setpoint change to a meter reading taken before it makes the controller
-        chase its own command (and oscillate). While a battery tracks its setpoint, the setpoint in
-        force when the meter was read is the better estimate.
+        chase its own command (and oscillate). So the battery's power is taken as it was when the meter
+        was read: its last reading before then, or, when a setpoint was written between that reading and
+        the meter's, that setpoint if the battery tracks its setpoints. Without a reading from before the
+        meter's (a site's first seconds), the setpoint in force then if tracking, else the newest reading.
         """
-        log = self.commands.get(asset_id)
-        if not log or at_epoch_s is None or setpoint_kw is None:
+        if at_epoch_s is None:
             return measured_kw
-        tracking = abs(measured_kw - setpoint_kw) <= max(1.0, 0.1 * abs(setpoint_kw))
-        if not tracking:
-            return measured_kw
-        before = [kw for t, kw in log if t <= at_epoch_s]
-        return before[-1] if before else measured_kw
+        tracking = setpoint_kw is not None and abs(measured_kw - setpoint_kw) <= max(1.0, 0.1 * abs(setpoint_kw))
+        read = [(t, kw) for t, kw in self.readings.get(asset_id, []) if t <= at_epoch_s]
+        written = [(t, kw) for t, kw in self.commands.get(asset_id, []) if t <= at_epoch_s]
+        if written and tracking and (not read or written[-1][0] > read[-1][0]):
+            return written[-1][1]
+        if read:
+            return read[-1][1]
+        return measured_kw
 
     def add(self, body: Any, received_s: float, site_time: dt.datetime) -> bool:
         """Take one telemetry message; False if it is not asset telemetry we understand."""
@@ -64,6 +70,12 @@ class SiteAggregator:
         if not isinstance(asset_id, str) or asset_type not in ("battery", "solar", "boiler", "microgrid_controller"):
             return False
         self.latest[asset_id] = Latest(body, received_s)
+        if asset_type == "battery" and _num(body.get("power_kw")):
+            read_at = _epoch(body.get("timestamp"))
+            if read_at is not None:
+                log = self.readings.setdefault(asset_id, [])
+                log.append((read_at, float(body["power_kw"])))
+                del log[:-50]
         if asset_type == "microgrid_controller" and body.get("online") and _num(body.get("grid_import_kw")):
             self.grid_average.add(site_time.timestamp(), float(body["grid_import_kw"]))
         return True
@@ -99,13 +111,18 @@ class SiteAggregator:
 
     def _meter_reading_epoch(self) -> float | None:
         meters = [m.body for m in self.latest.values() if m.body.get("asset_type") == "microgrid_controller"]
-        stamps = [str(m["timestamp"]) for m in meters if isinstance(m.get("timestamp"), str)]
-        if not stamps:
-            return None
-        try:
-            return max(dt.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in stamps)
-        except ValueError:
-            return None
+        stamps = [at for at in (_epoch(m.get("timestamp")) for m in meters) if at is not None]
+        return max(stamps) if stamps else None
+
+
+def _epoch(stamp: Any) -> float | None:
+    """Wall epoch seconds of an ISO 8601 telemetry timestamp; None if absent or unreadable."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _num(value: Any) -> bool:

@@ -18,31 +18,49 @@ def meter(at_s: float, grid_kw: float) -> dict[str, Any]:
             "timestamp": stamp, "peak_shaving_active": False, "der_active": True}
 
 
-def battery(power_kw: float, setpoint_kw: float | None) -> dict[str, Any]:
-    return {"asset_id": "bess-1", "asset_type": "battery", "online": True, "power_kw": power_kw,
+def battery(power_kw: float, setpoint_kw: float | None, read_at: float | None = None) -> dict[str, Any]:
+    body = {"asset_id": "bess-1", "asset_type": "battery", "online": True, "power_kw": power_kw,
             "setpoint_kw": setpoint_kw, "soc_pct": 50.0, "capacity_kwh": 200.0, "max_charge_kw": 100.0,
             "max_discharge_kw": 100.0}
+    if read_at is not None:
+        body["timestamp"] = dt.datetime.fromtimestamp(read_at, dt.timezone.utc).isoformat()
+    return body
 
 
 @pytest.mark.parametrize(
-    ("commands", "meter_at", "measured", "setpoint", "expected"),
+    ("commands", "readings", "meter_at", "measured", "setpoint", "expected"),
     [
         # the meter was read before the new setpoint (60 kW) was written: the battery then gave 20 kW
-        ([(100.0, 20.0), (105.0, 60.0)], 104.0, 60.0, 60.0, 20.0),
+        ([(100.0, 20.0), (105.0, 60.0)], [], 104.0, 60.0, 60.0, 20.0),
         # read after it: 60 kW
-        ([(100.0, 20.0), (105.0, 60.0)], 106.0, 60.0, 60.0, 60.0),
-        # the battery does not follow its setpoint (limited, faulted): trust the measurement
-        ([(100.0, 20.0), (105.0, 60.0)], 104.0, 35.0, 60.0, 35.0),
+        ([(100.0, 20.0), (105.0, 60.0)], [], 106.0, 60.0, 60.0, 60.0),
+        # the battery does not follow its setpoint (limited, faulted) and no reading precedes the meter's:
+        # the measurement
+        ([(100.0, 20.0), (105.0, 60.0)], [], 104.0, 35.0, 60.0, 35.0),
         # no command history yet: the measurement
-        ([], 104.0, 12.0, None, 12.0),
+        ([], [], 104.0, 12.0, None, 12.0),
+        # a site's first seconds: the meter was read before the first setpoint, when the battery read 0 kW
+        ([(105.0, 30.0)], [(103.5, 0.0), (105.5, 30.0)], 104.0, 30.0, 30.0, 0.0),
+        # not tracking: the battery's reading just before the meter's, not the newest one
+        ([(100.0, 60.0)], [(103.5, 28.0), (104.5, 35.0)], 104.0, 35.0, 60.0, 28.0),
+        # the battery was read after the setpoint was written and before the meter: that reading
+        ([(100.0, 60.0)], [(103.5, 57.0), (104.5, 60.0)], 104.0, 60.0, 60.0, 57.0),
+        # a setpoint written between the last reading and the meter's, and the battery tracks: the setpoint
+        ([(100.0, 20.0), (103.8, 60.0)], [(103.5, 20.0), (104.5, 60.0)], 104.0, 60.0, 60.0, 60.0),
+        # ... and a battery that does not track it: the reading
+        ([(100.0, 20.0), (103.8, 60.0)], [(103.5, 20.0), (104.5, 35.0)], 104.0, 35.0, 60.0, 20.0),
     ],
 )
-def test_battery_power_is_taken_at_the_meter_reading(commands: list[tuple[float, float]], meter_at: float,
-                                                     measured: float, setpoint: float | None, expected: float) -> None:
+def test_battery_power_is_taken_at_the_meter_reading(
+    commands: list[tuple[float, float]], readings: list[tuple[float, float]], meter_at: float, measured: float,
+    setpoint: float | None, expected: float,
+) -> None:
     aggregator = SiteAggregator()
     for written, kw in commands:
         aggregator.commanded("bess-1", written, kw)
     aggregator.add(meter(meter_at, 80.0), 0.0, NOW)
+    for read_at, kw in readings:
+        aggregator.add(battery(kw, setpoint, read_at), 0.0, NOW)
     aggregator.add(battery(measured, setpoint), 0.0, NOW)
     site = aggregator.site_state(1.0, NOW)
     assert site.batteries[0].power_kw == pytest.approx(expected)
