@@ -12,6 +12,8 @@ import abc
 import asyncio
 import logging
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -148,9 +150,21 @@ class AssetDevice(abc.ABC, Generic[S]):
 
     async def write(self, name: str, value: Any) -> Any:
         """Write one register and return the read-back; errors become method answers."""
-        try:
+        with self._write_errors_as_method_errors():
             poller = await self.connect()
             return await poller.write(name, value)
+
+    async def write_many(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Write adjacent registers in one request and return ``{name: read-back}``; errors as `write`."""
+        with self._write_errors_as_method_errors():
+            poller = await self.connect()
+            return await poller.write_many(values)
+
+    @contextmanager
+    def _write_errors_as_method_errors(self) -> Iterator[None]:
+        # offline → 503 (retry later), device refused or did not keep the value → 502, bad request → 400
+        try:
+            yield
         except DeviceUnavailable as exc:
             raise MethodError(503, f"{self.asset_id} is offline: {exc}", asset_id=self.asset_id) from exc
         except DeviceRejected as exc:

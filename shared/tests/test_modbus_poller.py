@@ -84,6 +84,36 @@ INITIAL_VALUES: dict[str, Any] = {
 }
 EXPECTED_READ = {**INITIAL_VALUES, "dc_voltage_v": None}
 
+# SunSpec 124's storage controls at their model offsets from address 20: the two rates are adjacent
+# and share one scale factor, which is what write_many exists for.
+STORAGE = RegisterMap(
+    name="test_storage",
+    registers=(
+        Register(name="storage_control_mode", address=25, data_type="bitfield16", access="rw"),
+        Register(
+            name="discharge_rate_pct",
+            address=32,
+            data_type="int16",
+            scale_factor_register="rate_sf",
+            unit="%",
+            access="rw",
+        ),
+        Register(
+            name="charge_rate_pct",
+            address=33,
+            data_type="int16",
+            scale_factor_register="rate_sf",
+            unit="%",
+            access="rw",
+        ),
+        Register(name="rate_revert_s", address=35, unit="s", access="rw"),
+        Register(name="rate_sf", address=45, data_type="int16"),
+    ),
+)
+STORAGE_VALUES: dict[str, Any] = {"rate_sf": -1, "discharge_rate_pct": 10.0, "charge_rate_pct": 0.0}
+# Both maps on one device: write_many cases may span either.
+DEVICE_MAP = RegisterMap(name="test_device", registers=INVERTER.registers + STORAGE.registers)
+
 # Registers the devices do not serve: every request for them earns ILLEGAL DATA ADDRESS.
 OUT_OF_RANGE = RegisterMap(
     name="out_of_range",
@@ -124,6 +154,8 @@ class Backend(Protocol):
 
     def writes(self) -> list[tuple[int, int, list[int]]]: ...
 
+    def requests(self) -> list[tuple[int, int, int]]: ...
+
     async def registers(self, table: Table, address: int, count: int) -> list[int]: ...
 
     def clamp(self, address: int, max_raw: int) -> None: ...
@@ -143,6 +175,8 @@ class ModbusTestServer:
     def __init__(self, holding: list[int], input_: list[int]) -> None:
         self.images: dict[str, list[int]] = {"holding": holding, "input": input_}
         self.write_log: list[tuple[int, int, list[int]]] = []
+        #: (function code, address, count) of every read and write, in arrival order.
+        self.request_log: list[tuple[int, int, int]] = []
         self.max_raw: dict[int, int] = {}
         self.stall: asyncio.Event | None = None
         self.server: ModbusTcpServer | None = None
@@ -153,12 +187,15 @@ class ModbusTestServer:
         function_code: int,
         _start_address: int,
         address: int,
-        _count: int,
+        count: int,
         _registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> None:
         if self.stall is not None:
             await self.stall.wait()
+        # pymodbus also calls the hook without values while serving an FC6: that is not a request.
+        if function_code in (3, 4) or set_values is not None:
+            self.request_log.append((function_code, address, count))
         if set_values is not None:
             for offset, value in enumerate(set_values):
                 limit = self.max_raw.get(address + offset)
@@ -215,6 +252,9 @@ class TcpBackend:
     def writes(self) -> list[tuple[int, int, list[int]]]:
         return self.server.write_log
 
+    def requests(self) -> list[tuple[int, int, int]]:
+        return self.server.request_log
+
     async def registers(self, table: Table, address: int, count: int) -> list[int]:
         return await self.server.registers(table, address, count)
 
@@ -232,7 +272,9 @@ class FakeBackend:
     """The unit-test path: FakePoller -> FakeModbusDevice, no sockets."""
 
     def __init__(self) -> None:
-        self.device = FakeModbusDevice(INVERTER, INITIAL_VALUES, not_implemented=["dc_voltage_v"])
+        self.device = FakeModbusDevice(
+            DEVICE_MAP, {**INITIAL_VALUES, **STORAGE_VALUES}, not_implemented=["dc_voltage_v"]
+        )
         self.max_raw: dict[int, int] = {}
         self.device.on_write = self._clamp_after_write
         self.pollers: list[ModbusPoller] = []
@@ -254,6 +296,9 @@ class FakeBackend:
     def writes(self) -> list[tuple[int, int, list[int]]]:
         return [(r.function_code, r.address, list(r.values)) for r in self.device.writes()]
 
+    def requests(self) -> list[tuple[int, int, int]]:
+        return [(r.function_code, r.address, r.count) for r in self.device.requests]
+
     async def registers(self, table: Table, address: int, count: int) -> list[int]:
         return self.device.get_words(table, address, count)
 
@@ -269,7 +314,7 @@ class FakeBackend:
 
 def served_images() -> tuple[list[int], list[int]]:
     """The INITIAL_VALUES encoded by the codec under test, as the TCP server's register blocks."""
-    fake = FakeModbusDevice(INVERTER, INITIAL_VALUES, not_implemented=["dc_voltage_v"])
+    fake = FakeModbusDevice(DEVICE_MAP, {**INITIAL_VALUES, **STORAGE_VALUES}, not_implemented=["dc_voltage_v"])
     return (
         [fake.holding.get(a, 0) for a in range(SERVED_REGISTERS)],
         [fake.input.get(a, 0) for a in range(SERVED_REGISTERS)],
@@ -399,6 +444,113 @@ async def test_invalid_write_is_refused_before_any_io(
     assert poller.stats.writes == 0 and poller.stats.connect_attempts == 0
 
 
+# ------------------------------------------------------------------------ write_many
+
+WRITE_MANY: list[Any] = [
+    # values, requests on the wire (function code, address, count), words written, read-back
+    pytest.param(
+        {"discharge_rate_pct": 40.0, "charge_rate_pct": 0},
+        # rate_sf read once for both rates, one FC16, one read-back of the pair
+        [(3, 45, 1), (16, 32, 2), (3, 32, 2)],
+        [(16, 32, [400, 0])],
+        {"discharge_rate_pct": 40.0, "charge_rate_pct": 0.0},
+        id="two-rates-one-fc16",
+    ),
+    pytest.param(
+        {"charge_rate_pct": 12.5, "discharge_rate_pct": 0},
+        [(3, 45, 1), (16, 32, 2), (3, 32, 2)],
+        [(16, 32, [0, 125])],
+        {"charge_rate_pct": 12.5, "discharge_rate_pct": 0.0},  # keys in the caller's order
+        id="any-order-in-the-mapping",
+    ),
+    pytest.param(
+        {"operating_mode": 2, "export_limit_w": -70000, "reactive_setpoint_var": -12.3},
+        [(3, 2, 1), (16, 3, 4), (3, 3, 4)],
+        [(16, 3, [0xFFFE, 0xEE90, 0xFF85, 2])],
+        {"operating_mode": 2, "export_limit_w": -70000, "reactive_setpoint_var": -12.3},
+        id="mixed-widths-one-fc16",
+    ),
+    pytest.param(
+        {"operating_mode": 3},
+        [(6, 6, 1), (3, 6, 1)],
+        [(6, 6, [3])],
+        {"operating_mode": 3},
+        id="one-register-like-write-fc6",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "requests", "writes", "read_back"), WRITE_MANY)
+async def test_write_many_sends_one_request_and_reads_back_once(
+    backend: Backend,
+    values: dict[str, Any],
+    requests: list[tuple[int, int, int]],
+    writes: list[tuple[int, int, list[int]]],
+    read_back: dict[str, Any],
+) -> None:
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(DEVICE_MAP, on_event=events.append)
+    got = await poller.write_many(values)
+    assert got == read_back and list(got) == list(read_back)
+    assert backend.requests() == requests
+    assert backend.writes() == writes
+    assert await poller.read(list(values)) == read_back
+    assert poller.stats.writes == poller.stats.writes_ok == 1
+    assert [(e.operation, e.error_kind) for e in events] == [("write", None), ("poll", None)]
+
+
+WRITE_MANY_REFUSED: list[Any] = [
+    # values, error message, whether the device was asked anything before the refusal
+    pytest.param({"discharge_rate_pct": 10.0, "rate_revert_s": 60}, "not contiguous", False, id="gap"),
+    pytest.param({"storage_control_mode": 2, "charge_rate_pct": 10.0}, "not contiguous", False, id="far-apart"),
+    pytest.param({"power_limit_pct": 50.0, "ac_power_w": 1}, "read-only", False, id="read-only"),
+    pytest.param({"discharge_rate_pct": 1.0, "no_such_register": 1}, "unknown register", False, id="unknown"),
+    pytest.param({"export_limit_w": 2**31, "reactive_setpoint_var": 1.0}, "outside int32", False, id="range"),
+    pytest.param({}, "nothing to write", False, id="empty"),
+    # 5000 % is raw 50000 at rate_sf -1: only known once the exponent is read, still before any write.
+    pytest.param(
+        {"discharge_rate_pct": 40.0, "charge_rate_pct": 5000.0}, "outside int16", True, id="range-after-sf"
+    ),
+]
+
+
+async def holding_image(backend: Backend) -> dict[str, list[int]]:
+    """The words of every holding register of the device, by name."""
+    return {
+        r.name: await backend.registers("holding", r.address, r.word_count)
+        for r in DEVICE_MAP.registers
+        if r.table == "holding"
+    }
+
+
+@pytest.mark.parametrize(("values", "message", "asked_device"), WRITE_MANY_REFUSED)
+async def test_write_many_refuses_before_writing_anything(
+    backend: Backend, values: dict[str, Any], message: str, asked_device: bool
+) -> None:
+    poller = backend.make_poller(DEVICE_MAP)
+    before = await holding_image(backend)
+    with pytest.raises(RegisterValueError, match=message):
+        await poller.write_many(values)
+    assert backend.writes() == []
+    assert await holding_image(backend) == before
+    assert poller.stats.connect_attempts == poller.stats.writes == poller.stats.errors_invalid == asked_device
+
+
+async def test_write_many_read_back_mismatch_names_the_register(backend: Backend) -> None:
+    backend.clamp(address=33, max_raw=500)  # the device caps the charge rate at 50.0 %
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(DEVICE_MAP, on_event=events.append)
+    with pytest.raises(WriteVerificationError) as caught:
+        await poller.write_many({"discharge_rate_pct": 0, "charge_rate_pct": 80.0})
+    error = caught.value
+    assert (error.name, error.requested, error.read_back) == ("charge_rate_pct", 80.0, 50.0)
+    assert [(code, address) for code, address, _ in backend.writes()] == [(16, 32)]
+    assert poller.online and poller.last_error is error
+    assert [(e.error_kind, e.register) for e in events] == [
+        ("verification", "discharge_rate_pct+charge_rate_pct")
+    ]
+
+
 # ------------------------------------------------------------------------ exception replies
 
 REJECTED_REQUESTS: list[Any] = [
@@ -406,6 +558,7 @@ REJECTED_REQUESTS: list[Any] = [
     pytest.param(lambda p: p.read(["far_input"]), 4, id="FC4"),
     pytest.param(lambda p: p.write("far_holding", 1), 6, id="FC6"),
     pytest.param(lambda p: p.write("far_pair", 70000), 16, id="FC16"),
+    pytest.param(lambda p: p.write_many({"far_holding": 1}), 6, id="write_many-FC6"),
 ]
 
 

@@ -76,24 +76,20 @@ class BatteryDevice(AssetDevice[BatterySettings]):
         rate_pct = round(abs(applied_kw) / rated_kw * 100, 2)
         if self.settings.revert_s:
             await self.write("rate_revert_s", self.settings.revert_s)
+        # OutWRte and InWRte are adjacent (124 offsets 12, 13): one FC16 sets both, so the device never
+        # holds one new rate and one old one. The order against StorCtl_Mod is what keeps a stop or a
+        # reversal from briefly commanding the wrong direction: when starting, the rates go first (the
+        # old mode bit now points at a zero rate); when holding, the mode goes to 0 first.
+        read_back: dict[str, Any]
         if applied_kw > 0:
-            read_back = {
-                "discharge_rate_pct": await self.write("discharge_rate_pct", rate_pct),
-                "charge_rate_pct": await self.write("charge_rate_pct", 0),
-                "storage_control_mode": await self.write("storage_control_mode", DISCHARGE_BIT),
-            }
+            read_back = await self.write_many({"discharge_rate_pct": rate_pct, "charge_rate_pct": 0})
+            read_back["storage_control_mode"] = await self.write("storage_control_mode", DISCHARGE_BIT)
         elif applied_kw < 0:
-            read_back = {
-                "charge_rate_pct": await self.write("charge_rate_pct", rate_pct),
-                "discharge_rate_pct": await self.write("discharge_rate_pct", 0),
-                "storage_control_mode": await self.write("storage_control_mode", CHARGE_BIT),
-            }
+            read_back = await self.write_many({"charge_rate_pct": rate_pct, "discharge_rate_pct": 0})
+            read_back["storage_control_mode"] = await self.write("storage_control_mode", CHARGE_BIT)
         else:
-            read_back = {
-                "storage_control_mode": await self.write("storage_control_mode", 0),
-                "discharge_rate_pct": await self.write("discharge_rate_pct", 0),
-                "charge_rate_pct": await self.write("charge_rate_pct", 0),
-            }
+            read_back = {"storage_control_mode": await self.write("storage_control_mode", 0)}
+            read_back.update(await self.write_many({"discharge_rate_pct": 0, "charge_rate_pct": 0}))
         self.setpoint_kw = applied_kw
         self.note_command(active=applied_kw != 0)
         read_back["setpoint_kw"] = _setpoint_from(read_back, rated_kw)

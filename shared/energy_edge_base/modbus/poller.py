@@ -7,16 +7,20 @@ does *not* take the device offline, because the device did answer.
 
 The network sits behind the small :class:`ModbusTransport` protocol. :class:`PymodbusTcpTransport`
 is the real one; ``energy_edge_base.modbus.fake.FakeModbusDevice`` is an in-memory one for tests.
+
+Operations: ``read_all`` and ``read`` (block reads planned from the map), ``write`` (one register,
+read back and verified) and ``write_many`` (adjacent registers in one FC16 request, one read-back).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -25,7 +29,15 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from .registers import ReadBlock, Register, RegisterMap, RegisterValue, RegisterValueError, Table
+from .registers import (
+    MAX_WRITE_REGISTERS,
+    ReadBlock,
+    Register,
+    RegisterMap,
+    RegisterValue,
+    RegisterValueError,
+    Table,
+)
 
 __all__ = [
     "BackoffPolicy",
@@ -370,6 +382,8 @@ class PollerEvent:
     ``error_kind``: ``unavailable`` (transport), ``rejected`` (exception reply), ``verification``
     (read-back differs), ``invalid`` (value unusable, e.g. a broken scale factor); None when ok.
     Calls refused while backing off do no I/O and emit no event (see ``PollerStats``).
+    ``register`` names what a write wrote; a ``write_many`` joins its names with ``+`` in address
+    order (``discharge_rate_pct+charge_rate_pct``): it was one exchange, so it is one event.
     """
 
     operation: Literal["poll", "write"]
@@ -395,6 +409,39 @@ def _error_kind(error: BaseException) -> ErrorKind:
 
 OnlineCallback = Callable[[bool, BaseException | None], None]
 EventCallback = Callable[[PollerEvent], None]
+
+
+@dataclass(frozen=True)
+class _WriteRun:
+    """Registers written by one request: contiguous, in address order, with the values asked for.
+
+    ``words`` holds what could be encoded without I/O; None where a scale factor must be read first.
+    """
+
+    registers: tuple[Register, ...]
+    values: dict[str, Any]
+    words: dict[str, list[int] | None]
+
+    @property
+    def table(self) -> Table:
+        return self.registers[0].table
+
+    @property
+    def address(self) -> int:
+        return self.registers[0].address
+
+    @property
+    def count(self) -> int:
+        return self.registers[-1].end_address - self.address
+
+    @property
+    def label(self) -> str:
+        return "+".join(r.name for r in self.registers)
+
+    @property
+    def scale_factor_names(self) -> list[str]:
+        """Each scale-factor register the run needs, once (the two battery rates share one)."""
+        return list(dict.fromkeys(r.scale_factor_register for r in self.registers if r.scale_factor_register))
 
 
 class ModbusPoller:
@@ -497,23 +544,25 @@ class ModbusPoller:
         any I/O for unknown/read-only registers and out-of-range values, and
         :class:`WriteVerificationError` when the read-back differs beyond the resolution.
         """
-        register = self.register_map[name]
-        if not register.writable:
-            raise RegisterValueError(f"{self.register_map.name}: {name!r} is read-only")
-        # Validate now when we can, so a bad value is reported even while the device is offline.
-        words = None if register.scale_factor_register else self.register_map.encode(name, value)
-        async with self._io_lock:
-            self._refuse_if_backing_off()
-            self.stats.writes += 1
-            started_s = time.perf_counter()
-            try:
-                read_back = await self._write_and_verify(register, value, words)
-            except Exception as exc:
-                self._emit("write", started_s, exc, name)
-                raise
-            self._emit("write", started_s, None, name)
-            self.stats.writes_ok += 1
-            return read_back
+        read_backs = await self._write_run(self._plan_write({name: value}))
+        return read_backs[name]
+
+    async def write_many(self, values: Mapping[str, Any]) -> dict[str, RegisterValue]:
+        """Write adjacent registers in one request, read them back in one read; ``{name: read-back}``.
+
+        The registers must form one contiguous run of holding registers (in any order in
+        ``values``); otherwise :class:`RegisterValueError` says they are not contiguous. There is
+        no fallback to one write per register: the point of one request is that the device never
+        holds half of the values, so the caller decides whether separate writes are acceptable.
+        Each scale factor the run needs is read once, fresh. A run of one register goes out like
+        :meth:`write` (FC6 unless the map asks for FC16); a longer run is one FC16.
+
+        Raises :class:`RegisterValueError` before any I/O for unknown/read-only/non-contiguous
+        registers and for out-of-range values of registers without a scale-factor register; those
+        with one are checked once the exponent is read, still before anything is written.
+        :class:`WriteVerificationError` names the first register whose read-back differs.
+        """
+        return await self._write_run(self._plan_write(values))
 
     async def close(self) -> None:
         """Close the connection; later calls raise :class:`DeviceUnavailable`."""
@@ -549,27 +598,82 @@ class ModbusPoller:
             self.stats.last_poll_latency_s = self._emit("poll", started_s, None)
             return values
 
-    async def _write_and_verify(
-        self, register: Register, value: Any, words: list[int] | None
-    ) -> RegisterValue:
-        scale_factor: int | None = None
+    def _plan_write(self, values: Mapping[str, Any]) -> _WriteRun:
+        """Check names, access, contiguity and (where no exponent is needed) values; no I/O."""
+        map_name = self.register_map.name
+        if not values:
+            raise RegisterValueError(f"{map_name}: nothing to write")
+        registers = [self.register_map[name] for name in values]
+        for register in registers:
+            if not register.writable:
+                raise RegisterValueError(f"{map_name}: {register.name!r} is read-only")
+        # Validate now when we can, so a bad value is reported even while the device is offline.
+        words = {
+            r.name: None if r.scale_factor_register else self.register_map.encode(r.name, values[r.name])
+            for r in registers
+        }
+        registers.sort(key=lambda r: r.address)
+        for previous, current in itertools.pairwise(registers):
+            if current.table != previous.table or current.address != previous.end_address:
+                raise RegisterValueError(
+                    f"{map_name}: {previous.name!r} and {current.name!r} are not contiguous registers; "
+                    "write them separately"
+                )
+        run = _WriteRun(tuple(registers), dict(values), words)
+        if run.count > MAX_WRITE_REGISTERS:
+            raise RegisterValueError(f"{map_name}: {run.count} registers are more than one FC16 write")
+        return run
+
+    async def _write_run(self, run: _WriteRun) -> dict[str, RegisterValue]:
+        async with self._io_lock:
+            self._refuse_if_backing_off()
+            self.stats.writes += 1
+            started_s = time.perf_counter()
+            try:
+                read_backs = await self._write_and_verify(run)
+            except Exception as exc:
+                self._emit("write", started_s, exc, run.label)
+                raise
+            self._emit("write", started_s, None, run.label)
+            self.stats.writes_ok += 1
+            return read_backs
+
+    async def _write_and_verify(self, run: _WriteRun) -> dict[str, RegisterValue]:
         async with self._exchange():
             await self._ensure_connected()
-            if register.scale_factor_register is not None:
-                scale_factor = await self._read_scale_factor(register.scale_factor_register)
-                words = self.register_map.encode(register.name, value, scale_factor=scale_factor)
-            assert words is not None
+            scale_factors: dict[str, int | None] = {}
+            for ref in run.scale_factor_names:
+                scale_factors[ref] = await self._read_scale_factor(ref)
+            # Encode everything before writing anything: a value the exponent puts out of range
+            # must leave the whole run untouched.
+            words: list[int] = []
+            for register in run.registers:
+                encoded = run.words[register.name]
+                if encoded is None:
+                    encoded = self.register_map.encode(
+                        register.name, run.values[register.name], scale_factor=self._exponent(register, scale_factors)
+                    )
+                words.extend(encoded)
             if len(words) == 1 and not self.register_map.write_single_with_fc16:
-                await self._transport.write_register(register.address, words[0])
+                await self._transport.write_register(run.address, words[0])
             else:
-                await self._transport.write_registers(register.address, words)
-            echo = await self._transport.read_registers(register.table, register.address, register.word_count)
-        read_back = register.decode(echo, scale_factor)
-        if not register.values_match(value, read_back, scale_factor):
-            error = WriteVerificationError(self.label, register.name, value, read_back)
-            self._last_error = error
-            raise error
-        return read_back
+                await self._transport.write_registers(run.address, words)
+            echo = await self._transport.read_registers(run.table, run.address, run.count)
+        block = ReadBlock(run.table, run.address, run.count, tuple(r.name for r in run.registers))
+        read_backs = self.register_map.decode_block(block, echo, scale_factors)
+        for register in run.registers:
+            scale_factor = self._exponent(register, scale_factors)
+            requested, read_back = run.values[register.name], read_backs[register.name]
+            if not register.values_match(requested, read_back, scale_factor):
+                error = WriteVerificationError(self.label, register.name, requested, read_back)
+                self._last_error = error
+                raise error
+        return {name: read_backs[name] for name in run.values}
+
+    @staticmethod
+    def _exponent(register: Register, scale_factors: Mapping[str, int | None]) -> int | None:
+        ref = register.scale_factor_register
+        return None if ref is None else scale_factors[ref]
 
     def _emit(
         self,
