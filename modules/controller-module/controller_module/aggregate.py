@@ -54,12 +54,12 @@ class SiteAggregator:
         if at_epoch_s is None:
             return measured_kw
         tracking = setpoint_kw is not None and abs(measured_kw - setpoint_kw) <= max(1.0, 0.1 * abs(setpoint_kw))
-        read = [(t, kw) for t, kw in self.readings.get(asset_id, []) if t <= at_epoch_s]
-        written = [(t, kw) for t, kw in self.commands.get(asset_id, []) if t <= at_epoch_s]
-        if written and tracking and (not read or written[-1][0] > read[-1][0]):
-            return written[-1][1]
+        read = _last_by(self.readings.get(asset_id, []), at_epoch_s)
+        written = _last_by(self.commands.get(asset_id, []), at_epoch_s)
+        if written and tracking and (not read or written[0] > read[0]):
+            return written[1]
         if read:
-            return read[-1][1]
+            return read[1]
         return measured_kw
 
     def add(self, body: Any, received_s: float, site_time: dt.datetime) -> bool:
@@ -113,6 +113,14 @@ class SiteAggregator:
         meters = [m.body for m in self.latest.values() if m.body.get("asset_type") == "microgrid_controller"]
         stamps = [at for at in (_epoch(m.get("timestamp")) for m in meters) if at is not None]
         return max(stamps) if stamps else None
+
+
+def _last_by(log: list[tuple[float, float]], at_epoch_s: float) -> tuple[float, float] | None:
+    """The newest (epoch, kW) entry at or before `at_epoch_s` of a log kept in time order."""
+    for entry in reversed(log):
+        if entry[0] <= at_epoch_s:
+            return entry
+    return None
 
 
 def _epoch(stamp: Any) -> float | None:
