@@ -8,9 +8,11 @@ Modes, each a year per scenario through the same replay as `energy-edge bench pe
 - `true-load` / `true-pv`: one part true, the other the model's;
 - `day-level`: each day's true load total and PV total known from its midnight (the levels of
   `LoadHistory.day_levels`), while the shape within the day, random extra loads and passing clouds stay
-  the model's: the best a day-ahead forecast of occupancy and weather could do.
+  the model's: the best a day-ahead forecast of occupancy and weather could do;
+- `events`: the scenario's random extra loads known in advance (a perfect load calendar): the history learns
+  the load without them and the forecast adds the coming ones; everything else stays the model's.
 
-    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~12 min
+    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~14 min
     .venv/bin/python benchmarks/forecast_bounds.py --modes day-level --only farm-l0
 
 Prints the ratio per run and mode (same definition as the benchmark: Σ(baseline − run) / Σ(baseline − optimum)).
@@ -23,29 +25,43 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from controller_module.core.controller import Controller
 from controller_module.core.planner import LoadHistory, day_type
 from energy_edge.bench import optimum, replay
-from energy_edge.bench.data import QUARTERS_PER_DAY, SCENARIOS, SiteSeries, build_scenario
+from energy_edge.bench.data import QUARTERS_PER_DAY, SCENARIOS, SiteSeries, bdew_profile_kw, build_scenario, noisy_load
 from energy_edge.bench.plant import BatterySpec, monthly_peaks_kw
 from energy_edge.bench.report import replay_schedule
 
-MODES = ("model", "true", "true-load", "true-pv", "day-level")
+MODES = ("model", "true", "true-load", "true-pv", "day-level", "events")
 TUNED_ON = {("commercial", 1), ("commercial", 4), ("commercial", 5), ("commercial", 6)}
 
 
+def extra_loads_kw(name: str, seed: int, series: SiteSeries) -> np.ndarray:
+    """The scenario's random extra loads alone: its load minus the same noise drawn without them (the events
+    are drawn after the day and quarter factors, so the factors come out the same)."""
+    spec = SCENARIOS[name]
+    quiet = noisy_load(bdew_profile_kw(spec.slp, spec.annual_kwh, spec.year), seed,
+                       replace(spec.noise, events_per_day=0.0))[: series.load_kw.size]
+    events: np.ndarray = series.load_kw - quiet
+    return events
+
+
 @contextlib.contextmanager
-def reveal(mode: str, series: SiteSeries) -> Iterator[None]:
+def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None) -> Iterator[None]:
     """Within the block, the planner's forecast knows what `mode` reveals of `series`."""
     load, pv = series.load_kw, series.pv_kw
     first_day = series.start.date()
     model_parts = LoadHistory.forecast_parts
     model_levels = LoadHistory.day_levels
+    model_learn = Controller._learn
+    events = np.zeros(load.size) if events_kw is None else events_kw
 
     def step_of(t: dt.datetime) -> int:
         return int((t - series.start).total_seconds() // 900)
@@ -65,6 +81,19 @@ def reveal(mode: str, series: SiteSeries) -> Iterator[None]:
                     pvs[i] = float(pv[k0 + i])
         return loads, pvs
 
+    def forecast_with_events(self: LoadHistory, start: dt.datetime, quarters: int
+                             ) -> tuple[list[float], list[float]] | None:
+        parts = model_parts(self, start, quarters)
+        if parts is None:
+            return None
+        loads, pvs = parts
+        k0 = step_of(start)
+        return [kw + float(events[k0 + i]) if 0 <= k0 + i < load.size else kw for i, kw in enumerate(loads)], pvs
+
+    def learn_without_events(self: Controller, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
+        k = step_of(now)
+        model_learn(self, now, load_kw - (float(events[k]) if 0 <= k < load.size else 0.0), pv_kw)
+
     def day_levels(self: LoadHistory, day: dt.date) -> tuple[float, float]:
         k0 = (day - first_day).days * QUARTERS_PER_DAY
         means = self.mean[day_type(day)]
@@ -77,6 +106,9 @@ def reveal(mode: str, series: SiteSeries) -> Iterator[None]:
 
     if mode == "day-level":
         LoadHistory.day_levels = day_levels  # type: ignore[method-assign]
+    elif mode == "events":
+        LoadHistory.forecast_parts = forecast_with_events  # type: ignore[method-assign]
+        Controller._learn = learn_without_events  # type: ignore[method-assign]
     elif mode != "model":
         LoadHistory.forecast_parts = forecast_parts  # type: ignore[method-assign]
     try:
@@ -84,6 +116,7 @@ def reveal(mode: str, series: SiteSeries) -> Iterator[None]:
     finally:
         LoadHistory.day_levels = model_levels  # type: ignore[method-assign]
         LoadHistory.forecast_parts = model_parts  # type: ignore[method-assign]
+        Controller._learn = model_learn  # type: ignore[method-assign]
 
 
 def run_modes(job: tuple[str, int, tuple[str, ...]]) -> list[dict[str, Any]]:
@@ -98,7 +131,7 @@ def run_modes(job: tuple[str, int, tuple[str, ...]]) -> list[dict[str, Any]]:
     baseline = monthly_peaks_kw(net, month_of_step, len(labels))
     rows = []
     for mode in modes:
-        with reveal(mode, series):
+        with reveal(mode, series, extra_loads_kw(name, seed, series) if mode == "events" else None):
             run = replay.run(series, battery)
         controller = monthly_peaks_kw(net - run.battery_kw, month_of_step, len(labels))
         ratio = float((baseline - controller).sum() / (baseline - optimum_peaks).sum())
