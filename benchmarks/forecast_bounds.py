@@ -79,16 +79,9 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None) -
                     loads[i] = float(load[k0 + i])
                 if mode in ("true", "true-pv"):
                     pvs[i] = float(pv[k0 + i])
+                if mode == "events":
+                    loads[i] += float(events[k0 + i])
         return loads, pvs
-
-    def forecast_with_events(self: LoadHistory, start: dt.datetime, quarters: int
-                             ) -> tuple[list[float], list[float]] | None:
-        parts = model_parts(self, start, quarters)
-        if parts is None:
-            return None
-        loads, pvs = parts
-        k0 = step_of(start)
-        return [kw + float(events[k0 + i]) if 0 <= k0 + i < load.size else kw for i, kw in enumerate(loads)], pvs
 
     def learn_without_events(self: Controller, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
         k = step_of(now)
@@ -106,10 +99,9 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None) -
 
     if mode == "day-level":
         LoadHistory.day_levels = day_levels  # type: ignore[method-assign]
-    elif mode == "events":
-        LoadHistory.forecast_parts = forecast_with_events  # type: ignore[method-assign]
-        Controller._learn = learn_without_events  # type: ignore[method-assign]
     elif mode != "model":
+        if mode == "events":
+            Controller._learn = learn_without_events  # type: ignore[method-assign]
         LoadHistory.forecast_parts = forecast_parts  # type: ignore[method-assign]
     try:
         yield
