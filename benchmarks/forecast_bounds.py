@@ -9,10 +9,13 @@ Modes, each a year per scenario through the same replay as `energy-edge bench pe
 - `day-level`: each day's true load total and PV total known from its midnight (the levels of
   `LoadHistory.day_levels`), while the shape within the day, random extra loads and passing clouds stay
   the model's: the best a day-ahead forecast of occupancy and weather could do;
+- `today`: as `day-level`, but only today's levels are true (later days stay the model's);
+- `today-load` / `today-pv`: only today's level of one part is true (later days and the other part stay the
+  model's): which half of a day-ahead forecast is worth more;
 - `events`: the scenario's random extra loads known in advance (a perfect load calendar): the history learns
   the load without them and the forecast adds the coming ones; everything else stays the model's.
 
-    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~14 min
+    .venv/bin/python benchmarks/forecast_bounds.py                        # held-out runs, all modes, ~20 min
     .venv/bin/python benchmarks/forecast_bounds.py --modes day-level --only farm-l0
 
 Prints the ratio per run and mode (same definition as the benchmark: Σ(baseline − run) / Σ(baseline − optimum)).
@@ -39,7 +42,7 @@ from energy_edge.bench.data import QUARTERS_PER_DAY, SCENARIOS, SiteSeries, bdew
 from energy_edge.bench.plant import BatterySpec, monthly_peaks_kw
 from energy_edge.bench.report import replay_schedule
 
-MODES = ("model", "true", "true-load", "true-pv", "day-level", "events")
+MODES = ("model", "true", "true-load", "true-pv", "day-level", "today", "today-load", "today-pv", "events")
 TUNED_ON = {("commercial", 1), ("commercial", 4), ("commercial", 5), ("commercial", 6)}
 
 
@@ -95,9 +98,15 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None) -
         load_level = float(load[k0:k0 + QUARTERS_PER_DAY].sum()) / max(1e-9, sum(m or 0.0 for m in means))
         pv_mean = sum(self.pv_mean)
         pv_level = float(pv[k0:k0 + QUARTERS_PER_DAY].sum()) / pv_mean if pv_mean > 1e-9 else 1.0
-        return load_level, pv_level
+        if mode == "day-level":
+            return load_level, pv_level
+        if day.isoformat() != self.today:
+            return model_levels(self, day)
+        model_load, model_pv = model_levels(self, day)
+        return (load_level if mode in ("today", "today-load") else model_load,
+                pv_level if mode in ("today", "today-pv") else model_pv)
 
-    if mode == "day-level":
+    if mode in ("day-level", "today", "today-load", "today-pv"):
         LoadHistory.day_levels = day_levels  # type: ignore[method-assign]
     elif mode != "model":
         if mode == "events":
