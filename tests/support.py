@@ -327,12 +327,16 @@ class Site:
         self.modules[module_id] = process
         return process
 
-    def call(self, module_id: str, method: str, payload: Any, timeout_s: int = 15) -> tuple[int, Any]:
+    def call(self, module_id: str, method: str, payload: Any, timeout_s: int = 15, connect_timeout_s: int = 10
+             ) -> tuple[int, Any]:
+        """A direct method through the hub, as a cloud caller would make it. The hub waits up to
+        `connect_timeout_s` for a module that has not connected yet (a site's modules start in any order)."""
         from azure.iot.hub.models import CloudToDeviceMethod
 
         result = registry_manager(self.hub).invoke_device_module_method(
             self.hub.hub_json["device_id"], module_id,
-            CloudToDeviceMethod(method_name=method, payload=payload, response_timeout_in_seconds=timeout_s),
+            CloudToDeviceMethod(method_name=method, payload=payload, response_timeout_in_seconds=timeout_s,
+                                connect_timeout_in_seconds=connect_timeout_s),
         )
         return result.status, result.payload
 
