@@ -36,9 +36,7 @@ class SiteAggregator:
         self.readings: dict[str, list[tuple[float, float]]] = {}
 
     def commanded(self, asset_id: str, written_epoch_s: float, power_kw: float) -> None:
-        log = self.commands.setdefault(asset_id, [])
-        log.append((written_epoch_s, power_kw))
-        del log[:-50]
+        _keep(self.commands.setdefault(asset_id, []), (written_epoch_s, power_kw))
 
     def _battery_power_at(self, asset_id: str, measured_kw: float, setpoint_kw: float | None,
                           at_epoch_s: float | None) -> float:
@@ -73,9 +71,7 @@ class SiteAggregator:
         if asset_type == "battery" and _num(body.get("power_kw")):
             read_at = _epoch(body.get("timestamp"))
             if read_at is not None:
-                log = self.readings.setdefault(asset_id, [])
-                log.append((read_at, float(body["power_kw"])))
-                del log[:-50]
+                _keep(self.readings.setdefault(asset_id, []), (read_at, float(body["power_kw"])))
         if asset_type == "microgrid_controller" and body.get("online") and _num(body.get("grid_import_kw")):
             self.grid_average.add(site_time.timestamp(), float(body["grid_import_kw"]))
         return True
@@ -113,6 +109,15 @@ class SiteAggregator:
         meters = [m.body for m in self.latest.values() if m.body.get("asset_type") == "microgrid_controller"]
         stamps = [at for at in (_epoch(m.get("timestamp")) for m in meters) if at is not None]
         return max(stamps) if stamps else None
+
+
+LOG_ENTRIES = 50  # per battery: a meter reading is at most a few seconds older than the newest entries
+
+
+def _keep(log: list[tuple[float, float]], entry: tuple[float, float]) -> None:
+    """Append to a time-ordered (epoch, kW) log, keeping its newest LOG_ENTRIES."""
+    log.append(entry)
+    del log[:-LOG_ENTRIES]
 
 
 def _last_by(log: list[tuple[float, float]], at_epoch_s: float) -> tuple[float, float] | None:
