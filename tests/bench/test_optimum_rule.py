@@ -64,3 +64,13 @@ def test_rule_charges_below_and_discharges_above_the_threshold() -> None:
     run = rule.run(net, 100.0, spec)
     # below 100: charge by 100 − net, at most 30 kW (until full); above: discharge the excess
     assert run.battery_kw == pytest.approx([-30.0, -30.0, 20.0, 20.0, -20.0])
+
+
+def test_rule_with_a_threshold_per_step() -> None:
+    # the same net load, the threshold 100 kW for the first three steps and 110 kW after: the 120 kW step under
+    # 110 discharges 10 kW, the last step recharges up to 110
+    net = np.array([50.0, 50.0, 120.0, 120.0, 80.0])
+    spec = battery(100, 30, initial_pct=50.0)
+    thresholds = np.array([[100.0], [100.0], [100.0], [110.0], [110.0]])
+    schedule = rule.simulate(net, thresholds, thresholds, spec)[:, 0]
+    assert schedule == pytest.approx([-30.0, -30.0, 20.0, 10.0, -30.0])

@@ -34,16 +34,22 @@ class RuleRun:
 
 def simulate(net_kw: np.ndarray, thresholds_kw: np.ndarray, recharge_kw: np.ndarray, battery: BatterySpec
              ) -> np.ndarray:
-    """Battery power (+ discharge), shape (steps, candidates), for each (T, R) pair run on the same data."""
+    """Battery power (+ discharge), shape (steps, candidates), for each (T, R) pair run on the same data.
+
+    T and R are one value per candidate, shape (candidates,), or one per step and candidate,
+    shape (steps, candidates), for thresholds that change over the span (a threshold per month)."""
+    varying = thresholds_kw.ndim == 2
+    candidates = thresholds_kw.shape[-1]
     eta = battery.efficiency_one_way
-    soc = np.full(thresholds_kw.shape, battery.initial_kwh)
-    out = np.empty((net_kw.size, thresholds_kw.size))
+    soc = np.full(candidates, battery.initial_kwh)
+    out = np.empty((net_kw.size, candidates))
     for t, net in enumerate(net_kw):
+        threshold, recharge = (thresholds_kw[t], recharge_kw[t]) if varying else (thresholds_kw, recharge_kw)
         # what the SOC window allows this step, at the efficiency of each direction
         max_discharge = np.minimum(battery.power_kw, (soc - battery.min_kwh) * eta / STEP_H)
         max_charge = np.minimum(battery.power_kw, (battery.max_kwh - soc) / (eta * STEP_H))
-        discharge = np.clip(net - thresholds_kw, 0.0, max_discharge)
-        charge = np.clip(recharge_kw - net, 0.0, max_charge)
+        discharge = np.clip(net - threshold, 0.0, max_discharge)
+        charge = np.clip(recharge - net, 0.0, max_charge)
         power = discharge - charge
         soc = soc - discharge / eta * STEP_H + charge * eta * STEP_H
         out[t] = power
