@@ -41,16 +41,24 @@ import numpy as np
 
 from controller_module.core.controller import Controller
 from controller_module.core.planner import LoadHistory, day_type
-from energy_edge.bench import optimum, replay
-from energy_edge.bench.data import QUARTERS_PER_DAY, SCENARIOS, SiteSeries, bdew_profile_kw, build_scenario, noisy_load
+from energy_edge.bench import replay
+from energy_edge.bench.data import (
+    QUARTERS_PER_DAY,
+    SCENARIOS,
+    TUNING_RUNS,
+    SiteSeries,
+    bdew_profile_kw,
+    benchmark_runs,
+    build_scenario,
+    noisy_load,
+)
 from energy_edge.bench.plant import BatterySpec, monthly_peaks_kw
-from energy_edge.bench.report import replay_schedule
+from energy_edge.bench.report import baseline_and_optimum_peaks
 
 MODES = ("model", "true", "true-load", "true-pv", "day-level", "today", "today-load", "today-pv", "events",
          "today-pv-fc10", "today-pv-fc20", "today-pv-fc30")
 PV_FORECAST_SIGMA = {"today-pv-fc10": 0.10, "today-pv-fc20": 0.20, "today-pv-fc30": 0.30}
 PV_FORECAST_PRIOR_Q = 8  # the forecast weighs as 8 quarters of measured PV (the model's prior of 1: 2)
-TUNED_ON = {("commercial", 1), ("commercial", 4), ("commercial", 5), ("commercial", 6)}
 
 
 def extra_loads_kw(name: str, seed: int, series: SiteSeries) -> np.ndarray:
@@ -118,10 +126,8 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None, s
             forecast = pv_level * float(pv_forecast_error[(day - first_day).days])
             if day.isoformat() != self.today:
                 return model_levels(self, day)[0], forecast
-            # today: the forecast is the prior that the PV measured so far corrects, as the model's prior of 1
-            weight = PV_FORECAST_PRIOR_Q * max(self.pv_mean) / 2
-            measured = (weight * forecast + self.today_pv_kwq) / max(1e-9, weight + self.today_pv_mean_kwq)
-            return model_levels(self, day)[0], measured
+            # today: the forecast is the prior that the PV measured so far corrects, in place of the model's 1
+            return model_levels(self, day)[0], self.pv_level(forecast, PV_FORECAST_PRIOR_Q)
         return (load_level if mode in ("today", "today-load") else model_load,
                 pv_level if mode in ("today", "today-pv") else model_pv)
 
@@ -145,10 +151,7 @@ def run_modes(job: tuple[str, int, tuple[str, ...]]) -> list[dict[str, Any]]:
     series, battery = build_scenario(name, seed), BatterySpec.of(SCENARIOS[name].battery)
     labels, month_of_step = series.month_index()
     net = series.net_kw
-    best = optimum.solve(net, month_of_step, len(labels), battery)
-    optimum_peaks = monthly_peaks_kw(net - replay_schedule(best.battery_kw, net, battery).battery_kw,
-                                     month_of_step, len(labels))
-    baseline = monthly_peaks_kw(net, month_of_step, len(labels))
+    baseline, optimum_peaks = baseline_and_optimum_peaks(series, battery)
     rows = []
     for mode in modes:
         with reveal(mode, series, extra_loads_kw(name, seed, series) if mode == "events" else None, seed):
@@ -167,8 +170,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
-    runs = [(name, seed) for name in args.only for seed in ([2, 3] if name == "commercial" else [1])
-            if (name, seed) not in TUNED_ON]
+    runs = [run for run in benchmark_runs(args.only) if run not in TUNING_RUNS]
     with Pool(args.workers) as pool:
         rows = [row for run in pool.map(run_modes, [(n, s, tuple(args.modes)) for n, s in runs]) for row in run]
     print("| scenario | seed | " + " | ".join(args.modes) + " |")

@@ -15,13 +15,11 @@ import json
 from pathlib import Path
 
 from energy_edge.bench.cli import run_peak_shaving
-from energy_edge.bench.data import SCENARIOS, build_scenario
+from energy_edge.bench.data import SCENARIOS, TUNING_RUNS, benchmark_runs, build_scenario
 from energy_edge.bench.plant import BatterySpec
 from energy_edge.bench.report import plot
 
 HERE = Path(__file__).parent
-# the forecast settings in the controller's planner were chosen on these runs only; every other run is held out
-TUNED_ON = {("commercial", 1), ("commercial", 4), ("commercial", 5), ("commercial", 6)}
 PLOTS = {("commercial", 1): "peak_shaving_commercial.png", ("households-h0", 1): "peak_shaving_households.png"}
 
 
@@ -35,20 +33,18 @@ def main() -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     print("| scenario | seed | tuned on it? | ratio controller | ratio rule | violations | controller s | optimum s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name in args.only:
-        spec = SCENARIOS[name]
-        seeds = args.seeds or ([1, 2, 3, 4, 5, 6] if name == "commercial" else [1])
-        for seed in seeds:
-            battery = BatterySpec.of(spec.battery)
-            result = run_peak_shaving(build_scenario(name, seed), battery)
-            doc = result.to_json()
-            (args.out_dir / f"{name}-{seed}.json").write_text(json.dumps(doc, indent=2) + "\n")
-            if (name, seed) in PLOTS:
-                plot(result, HERE / PLOTS[(name, seed)])
-            tuned = "**yes**" if (name, seed) in TUNED_ON else "no (held out)"
-            print(f"| {name} | {seed} | {tuned} | {doc['ratio_controller']:.3f} | {doc['ratio_rule']:.3f} | "
-                  f"{doc['violations']} | {doc['seconds']['controller']:.1f} | {doc['seconds']['optimum']:.1f} |",
-                  flush=True)
+    runs = ([(name, seed) for name in args.only for seed in args.seeds] if args.seeds
+            else benchmark_runs(args.only))
+    for name, seed in runs:
+        result = run_peak_shaving(build_scenario(name, seed), BatterySpec.of(SCENARIOS[name].battery))
+        doc = result.to_json()
+        (args.out_dir / f"{name}-{seed}.json").write_text(json.dumps(doc, indent=2) + "\n")
+        if (name, seed) in PLOTS:
+            plot(result, HERE / PLOTS[(name, seed)])
+        tuned = "**yes**" if (name, seed) in TUNING_RUNS else "no (held out)"
+        print(f"| {name} | {seed} | {tuned} | {doc['ratio_controller']:.3f} | {doc['ratio_rule']:.3f} | "
+              f"{doc['violations']} | {doc['seconds']['controller']:.1f} | {doc['seconds']['optimum']:.1f} |",
+              flush=True)
     return 0
 
 

@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from energy_edge.bench import optimum, rule
-from energy_edge.bench.data import SCENARIOS, build_scenario
-from energy_edge.bench.plant import BatterySpec, monthly_peaks_kw
-from energy_edge.bench.report import replay_schedule
+from energy_edge.bench import rule
+from energy_edge.bench.data import SCENARIOS, TUNING_RUNS, benchmark_runs, build_scenario
+from energy_edge.bench.plant import BatterySpec
+from energy_edge.bench.report import baseline_and_optimum_peaks
 
 OFFSETS = (-0.03, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 LAST_MONTH_FACTORS = np.round(np.arange(0.85, 1.1501, 0.01), 2)
-TUNED_ON = {("commercial", 1), ("commercial", 4), ("commercial", 5), ("commercial", 6)}
 
 
 def ratios(net: np.ndarray, month_of_step: np.ndarray, months: int, battery: BatterySpec,
@@ -38,10 +37,8 @@ def ratios(net: np.ndarray, month_of_step: np.ndarray, months: int, battery: Bat
     """The rule's ratio for each column of `thresholds_by_month` (shape (months, candidates))."""
     per_step = thresholds_by_month[month_of_step]
     schedules = rule.simulate(net, per_step, per_step, battery)
-    grid = np.maximum(net[:, None] - schedules, 0.0)
-    peaks = np.zeros((months, per_step.shape[1]))
-    np.maximum.at(peaks, month_of_step, grid)
-    gained: np.ndarray = (baseline[:, None] - peaks).sum(axis=0) / (baseline - optimum_peaks).sum()
+    peaks_sum = rule.sum_of_monthly_peaks(net, schedules, month_of_step, months)
+    gained: np.ndarray = (baseline.sum() - peaks_sum) / (baseline - optimum_peaks).sum()
     return gained
 
 
@@ -50,10 +47,7 @@ def run(job: tuple[str, int]) -> dict[str, Any]:
     series, battery = build_scenario(name, seed), BatterySpec.of(SCENARIOS[name].battery)
     labels, month_of_step = series.month_index()
     months, net = len(labels), series.net_kw
-    best = optimum.solve(net, month_of_step, months, battery)
-    optimum_peaks = monthly_peaks_kw(net - replay_schedule(best.battery_kw, net, battery).battery_kw,
-                                     month_of_step, months)
-    baseline = monthly_peaks_kw(net, month_of_step, months)
+    baseline, optimum_peaks = baseline_and_optimum_peaks(series, battery)
     offsets = np.array(OFFSETS)
     oracle = ratios(net, month_of_step, months, battery, optimum_peaks[:, None] * (1.0 + offsets[None, :]),
                     baseline, optimum_peaks)
@@ -62,7 +56,7 @@ def run(job: tuple[str, int]) -> dict[str, Any]:
                      baseline, optimum_peaks)
     change = optimum_peaks[1:] / optimum_peaks[:-1] - 1.0
     return {
-        "scenario": name, "seed": seed, "tuned_on": (name, seed) in TUNED_ON,
+        "scenario": name, "seed": seed, "tuned_on": (name, seed) in TUNING_RUNS,
         "depth": float((baseline - optimum_peaks).sum() / optimum_peaks.sum()),
         "oracle": {f"{e:+.3f}": round(float(r), 3) for e, r in zip(OFFSETS, oracle, strict=True)},
         "last_month": round(float(by_last[np.flatnonzero(LAST_MONTH_FACTORS == 1.0)[0]]), 3),
@@ -78,9 +72,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
-    runs = [(name, seed) for name in args.only for seed in ([1, 2, 3, 4, 5, 6] if name == "commercial" else [1])]
     with Pool(args.workers) as pool:
-        rows = pool.map(run, runs, chunksize=1)
+        rows = pool.map(run, benchmark_runs(args.only), chunksize=1)
     keys = [f"{e:+.3f}" for e in OFFSETS]
     print("| scenario | seed | depth | " + " | ".join(f"P* {float(k) * 100:+.1f} %" for k in keys)
           + " | last month's P* | × best factor | P* month to month |")

@@ -117,3 +117,25 @@ def test_forecast_is_load_minus_pv_with_todays_levels() -> None:
     parts, net = history.forecast_parts(start, 96), history.forecast(start, 96)
     assert parts is not None and net is not None
     assert net == [load - pv for load, pv in zip(*parts, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("case", "until_q", "prior", "prior_weight_q", "expected"),
+    [
+        # today's first quarter, before any PV: the prior itself (the mean's 1, or a weather forecast's level)
+        ("00:15, no forecast", 1, 1.0, None, 1.0),
+        ("00:15, a forecast of 0.6", 1, 0.6, None, 0.6),
+        # 11:00, four quarters of PV at half the mean (200 of 400 kW·q); the prior weighs 2 quarters of the
+        # 100 kW peak's half: (1·100 + 200) / (100 + 400)
+        ("11:00, no forecast", 44, 1.0, None, 0.6),
+        ("11:00, a forecast of 0.2", 44, 0.2, None, (0.2 * 100 + 200) / 500),
+        # a forecast trusted as 8 quarters: (0.2·400 + 200) / (400 + 400)
+        ("11:00, a forecast of 0.2 weighing 8 quarters", 44, 0.2, 8.0, (0.2 * 400 + 200) / 800),
+    ],
+)
+def test_todays_pv_level_is_pulled_toward_its_prior(
+    case: str, until_q: int, prior: float, prior_weight_q: float | None, expected: float
+) -> None:
+    history = learnt()
+    feed_today(history, MONDAY + dt.timedelta(days=21), until_q, 1.0, 0.5)
+    assert history.pv_level(prior, prior_weight_q) == pytest.approx(expected, rel=1e-3), case

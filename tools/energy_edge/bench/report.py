@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from energy_edge.bench import optimum
 from energy_edge.bench.data import SiteSeries
 from energy_edge.bench.plant import BatterySpec, Plant, Violations, monthly_peaks_kw
 
@@ -105,6 +106,17 @@ def replay_schedule(battery_kw: np.ndarray, net_kw: np.ndarray, battery: Battery
         applied[k] = plant.apply(float(power), float(net))
         soc[k] = plant.soc_kwh
     return Schedule(applied, soc, plant.violations)
+
+
+def baseline_and_optimum_peaks(series: SiteSeries, battery: BatterySpec) -> tuple[np.ndarray, np.ndarray]:
+    """Monthly peaks without a battery and with the optimum's schedule run through the plant, for the
+    benchmark scripts that compare other runs with them (without the controller's replay)."""
+    labels, month_of_step = series.month_index()
+    net = series.net_kw
+    best = optimum.solve(net, month_of_step, len(labels), battery)
+    applied = replay_schedule(best.battery_kw, net, battery).battery_kw
+    months = len(labels)
+    return monthly_peaks_kw(net, month_of_step, months), monthly_peaks_kw(net - applied, month_of_step, months)
 
 
 def format_table(result: BenchResult) -> str:

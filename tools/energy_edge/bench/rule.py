@@ -38,13 +38,13 @@ def simulate(net_kw: np.ndarray, thresholds_kw: np.ndarray, recharge_kw: np.ndar
 
     T and R are one value per candidate, shape (candidates,), or one per step and candidate,
     shape (steps, candidates), for thresholds that change over the span (a threshold per month)."""
-    varying = thresholds_kw.ndim == 2
     candidates = thresholds_kw.shape[-1]
+    thresholds = np.broadcast_to(thresholds_kw, (net_kw.size, candidates))
+    recharges = np.broadcast_to(recharge_kw, (net_kw.size, candidates))
     eta = battery.efficiency_one_way
     soc = np.full(candidates, battery.initial_kwh)
     out = np.empty((net_kw.size, candidates))
-    for t, net in enumerate(net_kw):
-        threshold, recharge = (thresholds_kw[t], recharge_kw[t]) if varying else (thresholds_kw, recharge_kw)
+    for t, (net, threshold, recharge) in enumerate(zip(net_kw, thresholds, recharges, strict=True)):
         # what the SOC window allows this step, at the efficiency of each direction
         max_discharge = np.minimum(battery.power_kw, (soc - battery.min_kwh) * eta / STEP_H)
         max_charge = np.minimum(battery.power_kw, (battery.max_kwh - soc) / (eta * STEP_H))

@@ -120,11 +120,13 @@ class LoadHistory:
             return self.level_prior
         return (self.level_prior * weight + self.today_load_kwq) / (weight + self.today_mean_kwq)
 
-    def pv_level(self) -> float:
-        weight = self.pv_prior_weight_q * max(self.pv_mean) / 2
+    def pv_level(self, prior: float = 1.0, prior_weight_q: float | None = None) -> float:
+        """Today's PV relative to the history's mean, shrunk toward `prior` (the level expected before any of
+        today's PV is measured: the mean, or a weather forecast's) while few quarters are known."""
+        weight = (self.pv_prior_weight_q if prior_weight_q is None else prior_weight_q) * max(self.pv_mean) / 2
         if weight + self.today_pv_mean_kwq <= 0:
-            return 1.0
-        return (weight + self.today_pv_kwq) / (weight + self.today_pv_mean_kwq)
+            return prior
+        return (prior * weight + self.today_pv_kwq) / (weight + self.today_pv_mean_kwq)
 
     def _typical_kw(self) -> float:
         known = [m for row in self.mean for m in row if m is not None]
