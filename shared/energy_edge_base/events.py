@@ -10,11 +10,13 @@ passes, so a flapping device costs a bounded number of messages and no informati
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 EVENTS_OUTPUT = "events"
+BURST_ENV = "ENERGY_EDGE_EVENT_BURST"  # a module's environment may raise the burst (a test site injecting faults)
 EVENT_BURST = 10
 EVENTS_PER_DAY = 40  # per module; six modules → ≤ 300 a day (with bursts) beside 1 440 summaries and 240 capability
 # reports: 1 980 of the site's 2 000 (`energy-edge manifest check` adds them up)
@@ -49,3 +51,11 @@ class EventLimiter:
         """How many events were held back since the last one that passed (and reset the count)."""
         count, self.held_back = self.held_back, 0
         return count
+
+
+def burst_from(env: dict[str, str] | os._Environ[str]) -> int:
+    """The burst a module runs with: `ENERGY_EDGE_EVENT_BURST` from its environment, else EVENT_BURST."""
+    try:
+        return max(1, int(env.get(BURST_ENV, EVENT_BURST)))
+    except ValueError:
+        return EVENT_BURST

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from energy_edge_base.config import ConfigOutcome, ConfigT, TwinConfig
 from energy_edge_base.contract import Event, Severity, application_properties, utc_now
-from energy_edge_base.events import EVENTS_OUTPUT, EventLimiter
+from energy_edge_base.events import EVENTS_OUTPUT, EventLimiter, burst_from
 from energy_edge_base.logs import configure_logging
 from energy_edge_base.methods import MethodRegistry
 from energy_edge_base.metrics import ModuleMetrics
@@ -53,8 +53,8 @@ class EdgeModule(abc.ABC, Generic[ConfigT]):
         self.inputs: dict[str, InputHandler] = {}
         self.metrics = ModuleMetrics(self.name)
         self.runtime: ModuleRuntime[ConfigT] | None = None
-        self.event_limiter = EventLimiter()
-        self._logged_refusals: set[str] = set()
+        self.event_limiter = EventLimiter(burst=burst_from(os.environ))
+        self.refused_inputs: dict[str, int] = {}  # by kind, for the status a module reports
 
     @property
     def config(self) -> ConfigT:
@@ -89,8 +89,8 @@ class EdgeModule(abc.ABC, Generic[ConfigT]):
     def refuse_input(self, kind: str, detail: str) -> None:
         """Count a refused input message and log the first of each kind (a flood must not flood the log)."""
         self.metrics.invalid_inputs.labels(kind=kind).inc()
-        if kind not in self._logged_refusals:
-            self._logged_refusals.add(kind)
+        self.refused_inputs[kind] = self.refused_inputs.get(kind, 0) + 1
+        if self.refused_inputs[kind] == 1:
             log.warning("input refused (%s): %s; further ones of this kind are only counted", kind, detail)
 
     @property

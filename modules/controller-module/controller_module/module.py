@@ -441,6 +441,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             "margin_kw": s.margin_kw, "battery_kw": s.battery_kw, "limited_by": list(s.limited_by),
             "battery_setpoints_kw": self.decision.battery_kw,
             "tracking_error_kw": {k: round(v, 3) for k, v in self.tracking_kw.items()},
+            "inputs_refused": dict(self.refused_inputs),
         }
 
     # ------------------------------------------------------------ methods

@@ -619,7 +619,7 @@ CAPABILITY_CHANGES_PER_DAY = 24  # per capability, on top of the periodic refres
 def upstream_per_day(manifest: Mapping[str, Any]) -> dict[str, float]:
     """The most each upstream route can send a day, from what bounds it: the controller's summary and
     capability intervals (its desired properties) and the modules' event rate limit (events.py)."""
-    from energy_edge_base.events import EVENT_BURST, EVENTS_OUTPUT, EVENTS_PER_DAY
+    from energy_edge_base.events import BURST_ENV, EVENTS_OUTPUT, EVENTS_PER_DAY, burst_from
 
     controller = (modules_content(manifest).get("controller") or {}).get(DESIRED) or {}
     per_output = {
@@ -634,7 +634,9 @@ def upstream_per_day(manifest: Mapping[str, Any]) -> dict[str, float]:
             continue
         module, output = _source_parts(route.source)
         if output == EVENTS_OUTPUT:
-            budget[name] = EVENTS_PER_DAY + EVENT_BURST
+            env = (user_modules(manifest).get(module or "") or {}).get("env") or {}
+            burst = burst_from({BURST_ENV: str(env[BURST_ENV].get("value"))} if BURST_ENV in env else {})
+            budget[name] = EVENTS_PER_DAY + burst
         else:
             budget[name] = per_output.get((module or "", output or ""), float("inf"))
     return budget
