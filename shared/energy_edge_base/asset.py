@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from energy_edge_base.config import ConfigRejected
 from energy_edge_base.contract import application_properties
@@ -53,6 +53,9 @@ class DeviceSettings(BaseModel):
     timeout_s: float = Field(2.0, gt=0, le=30, description="Timeout of one Modbus request, seconds.")
 
 
+_DEVICES_MISSING = object()  # marks a document without `devices` (see AssetModuleConfig._devices_explicit)
+
+
 class AssetModuleConfig(BaseModel):
     """Settings every asset module has; modules add `devices: list[TheirDeviceSettings]`."""
 
@@ -77,8 +80,15 @@ class AssetModuleConfig(BaseModel):
         # module would stop polling, commanding and watching every device. Dropping them all is only ever
         # an explicit `devices: []`. An empty document (no configuration yet) keeps the defaults.
         if isinstance(data, dict) and data and "devices" not in data:
-            raise ValueError("devices is required (set it to [] to run this module without devices)")
+            return {**data, "devices": _DEVICES_MISSING}
         return data
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_given(cls, value: Any) -> Any:
+        if value is _DEVICES_MISSING:
+            raise ValueError("devices is required (set it to [] to run this module without devices)")
+        return value
 
 
 S = TypeVar("S", bound=DeviceSettings)
