@@ -142,5 +142,14 @@ def upstream_events(site: Site, since_epoch_s: float = 0.0) -> list[dict[str, An
     return [json.loads(r.body) for r in records]
 
 
+def record(kind: str, **figures: Any) -> None:
+    """Append figures to the reliability report (`ENERGY_EDGE_RELIABILITY_REPORT`, JSON lines) when one is asked
+    for: `make reliability` turns them into the table in benchmarks/README.md."""
+    path = os.environ.get("ENERGY_EDGE_RELIABILITY_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as report:
+            report.write(json.dumps({"kind": kind, **figures}) + "\n")
+
+
 def alive(site: Site, *module_ids: str) -> bool:
     return all(site.modules[m].proc is not None and site.modules[m].proc.poll() is None for m in module_ids)

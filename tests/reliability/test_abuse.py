@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from energy_edge.hub.identity import make_sas
 from energy_edge.hub.store import query_upstream
-from tests.reliability.conftest import FUZZ_EXAMPLES, alive, upstream_events, wait_for, wait_status
+from tests.reliability.conftest import FUZZ_EXAMPLES, alive, record, upstream_events, wait_for, wait_status
 from tests.support import Site, registry_manager
 
 pytestmark = pytest.mark.integration
@@ -180,6 +180,7 @@ def test_generated_method_payloads_get_an_answer_never_a_crash(site: Site, targe
                                                                payload: Any) -> None:
     module_id, method = target
     status, body = raw_invoke(site, module_id, method_body(method, payload))
+    record("generated", target="method payload", inputs=1, status=body.get("status"))
     assert status == 200, body
     assert body["status"] in (200, 400, 404, 409, 502, 503), body  # never 500: the handler did not fail
     if body["status"] == 400:
@@ -201,6 +202,7 @@ def test_generated_twin_patches_are_applied_or_rejected_and_the_device_stays(sit
         patch["devices"] = None  # dropping every device is legal when explicit; here we want it kept
     manager = registry_manager(site.hub)
     device_id = site.hub.hub_json["device_id"]
+    record("generated", target="twin patch", inputs=1)
     try:
         twin = manager.update_module_twin(device_id, "solar", Twin(properties=TwinProperties(
             desired=json.loads(json.dumps(patch, allow_nan=False)))))

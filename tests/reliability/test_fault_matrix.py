@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.reliability.conftest import LIMIT_KW, alive, upstream_events, wait_for, wait_status
+from tests.reliability.conftest import LIMIT_KW, alive, record, upstream_events, wait_for, wait_status
 from tests.support import Site
 
 pytestmark = pytest.mark.integration
@@ -48,6 +48,7 @@ def test_fault_is_reported_and_the_controller_is_not_misled(site: Site, case: st
     _load_step(site, 40)  # the battery is discharging against a peak when the fault comes
     wait_status(site, lambda s: s.get("mode") == "peak_shaving", "peak shaving before the fault")
     injected_s, injected_epoch = time.monotonic(), time.time()
+    fail_safe_s: float | None = None
     site.sim.post("/faults", {"asset_id": fault.asset_id, "fault": fault.fault,
                               **({"code": fault.code} if fault.code else {})})
     try:
@@ -62,6 +63,8 @@ def test_fault_is_reported_and_the_controller_is_not_misled(site: Site, case: st
             _load_step(site, 150)
             # (a silent meter may first read as stale data: its poll takes the request timeout to fail)
             kind = fault.reported_fault.split(" ")[0]
+            wait_status(site, lambda s: s.get("mode") == "fail_safe", "the fail-safe", 20)
+            fail_safe_s = time.monotonic() - injected_s
             status = wait_status(site, lambda s: s.get("mode") == "fail_safe" and kind in s["reason"],
                                  f"the fail-safe ({kind})", 20)
             assert status["battery_setpoints_kw"] == {"bess-1": 0.0}
@@ -91,8 +94,9 @@ def test_fault_is_reported_and_the_controller_is_not_misled(site: Site, case: st
     recovered_s = time.monotonic() - cleared_s
     assert recovered_s < 1.0 + 2.0 + 1.0, f"{fault.asset_id} took {recovered_s:.1f} s to come back"
     wait_status(site, lambda s: s.get("mode") == "peak_shaving", "control resumed", 20)
+    record("fault", case=case, fail_safe_s=None if fail_safe_s is None else round(fail_safe_s, 2),
+           online_again_s=round(recovered_s, 2), control_resumed_s=round(time.monotonic() - cleared_s, 2))
     if fault.fail_safe:
         wait_for(lambda: [e for e in upstream_events(site, injected_epoch) if e["code"] == "fail_safe_left"],
                  f"fail_safe_left upstream (events: {upstream_events(site, injected_epoch)})", 20)
     assert alive(site, *site.modules)
-    print(f"{case}: fault at {injected_s:.1f}, recovered in {recovered_s:.2f} s")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.conftest import FUZZ_EXAMPLES, ForgedMeter, alive, wait_for, wait_status
+from tests.reliability.conftest import FUZZ_EXAMPLES, ForgedMeter, alive, record, wait_for, wait_status
 from tests.support import Site
 
 pytestmark = pytest.mark.integration
@@ -118,6 +118,7 @@ def test_generated_readings_never_crash_or_steer_the_controller(forged_site: tup
         meter.send(json.dumps(raw, allow_nan=True))
     reading = {k: v for k, v in {**meter.reading(), **mutations}.items() if k not in drop}
     meter.send(json.dumps(reading, allow_nan=True))
+    record("generated", target="routed reading", inputs=1 + (raw is not None))
     assert alive(site, "controller", "battery", "telemetry")
 
 
