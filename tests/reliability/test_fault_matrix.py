@@ -22,6 +22,7 @@ class Fault:
     reported_fault: str  # how the module's telemetry names it (the start of `fault`)
     fail_safe: bool  # the controller holds the batteries
     code: int | None = None
+    hold_s: float = 0.0  # how long the fault lasts at least
 
 
 MATRIX: dict[str, Fault] = {
@@ -32,6 +33,8 @@ MATRIX: dict[str, Fault] = {
     "meter silent (timeouts)": Fault("mgc-1", "silent", "unreachable", fail_safe=True),
     "battery answers exception 4": Fault("bess-1", "exception", "modbus exception", fail_safe=False, code=4),
     "battery offline": Fault("bess-1", "offline", "unreachable", fail_safe=False),
+    # long enough for the old reconnect backoff (1, 2, 4, 8 s …) to leave it offline 8 s after it came back
+    "battery offline for 15 s": Fault("bess-1", "offline", "unreachable", fail_safe=False, hold_s=15),
     "PV inverter frozen (nothing proves it live: not detected)": Fault("pv-1", "frozen", "", fail_safe=False),
 }
 
@@ -83,6 +86,7 @@ def test_fault_is_reported_and_the_controller_is_not_misled(site: Site, case: st
         else:  # a device with nothing to prove its data live: the module cannot tell (the PV follows the sun)
             time.sleep(3)
             assert site.probe.latest[fault.asset_id]["online"] is True
+        time.sleep(max(0.0, fault.hold_s - (time.monotonic() - injected_s)))
     finally:
         cleared_s = time.monotonic()
         site.sim.post("/faults", {"asset_id": fault.asset_id, "fault": "none"})
