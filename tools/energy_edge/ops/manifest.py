@@ -659,25 +659,45 @@ def budget_problems(manifest: Mapping[str, Any], where: str) -> list[Problem]:
     return []
 
 
+ASSET_MODULES = {"battery": "battery", "solar": "solar", "boiler": "boiler",
+                 "microgrid_controller": "microgrid-controller"}
+ASSET_LISTS = ("controller", "telemetry")  # the modules whose `assets` name the site's assets
+
+
+def site_assets(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The site's assets by type: the asset ids the asset modules' `devices` name (the one source of them)."""
+    content = modules_content(manifest)
+    controller = (content.get("controller") or {}).get(DESIRED) or {}
+    assets = {}
+    for kind, module in {**ASSET_MODULES, **controller.get("asset_modules", {})}.items():
+        devices = ((content.get(module) or {}).get(DESIRED) or {}).get("devices")
+        ids = sorted(str(d.get("asset_id")) for d in devices or [] if isinstance(d, dict))
+        if ids:
+            assets[kind] = ids
+    return assets
+
+
+def set_site_assets(manifest: dict[str, Any]) -> None:
+    """Write the site's assets into the modules that list them (after their devices changed)."""
+    content = manifest["modulesContent"]
+    for name in ASSET_LISTS:
+        desired = (content.get(name) or {}).get(DESIRED)
+        if isinstance(desired, dict):
+            desired["assets"] = site_assets(manifest)
+
+
 def asset_problems(manifest: Mapping[str, Any], where: str) -> list[Problem]:
     """The controller's and the telemetry module's `assets` are the asset modules' devices: one list of the
     site's assets, stated where each module needs it and checked to agree here."""
     content = modules_content(manifest)
-    controller = (content.get("controller") or {}).get(DESIRED) or {}
-    modules_by_type = {"battery": "battery", "solar": "solar", "boiler": "boiler",
-                       "microgrid_controller": "microgrid-controller", **controller.get("asset_modules", {})}
-    driven = {}
-    for kind, module in modules_by_type.items():
-        devices = ((content.get(module) or {}).get(DESIRED) or {}).get("devices")
-        if isinstance(devices, list):
-            driven[kind] = sorted(str(d.get("asset_id")) for d in devices if isinstance(d, dict))
+    driven = site_assets(manifest)
     problems = []
-    for name in ("controller", "telemetry"):
+    for name in ASSET_LISTS:
         assets = ((content.get(name) or {}).get(DESIRED) or {}).get("assets")
         if not isinstance(assets, dict):
             continue
         listed = {kind: sorted(ids) for kind, ids in assets.items() if ids}
-        if listed != {kind: ids for kind, ids in driven.items() if ids}:
+        if listed != driven:
             problems.append(Problem(f"{where}: {name}.{DESIRED}.assets",
                                     f"{listed} is not what the asset modules drive: {driven}"))
     return problems
