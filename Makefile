@@ -34,7 +34,7 @@ test: install lint tools
 
 # The reliability suite's long form: >= 10 000 generated inputs and an accelerated week of soak with faults.
 reliability: install
-	$(BIN)/python benchmarks/reliability.py fuzz --examples 3000 --json .edge/reliability-fuzz.json
+	$(BIN)/python benchmarks/reliability.py fuzz --examples 4000 --json .edge/reliability-fuzz.json
 	$(BIN)/python benchmarks/reliability.py soak --duration 7d --accel 1200 --json .edge/reliability-soak.json
 
 # Validators tests/devops shells out to (checkov, ansible-lint), each in its own venv under .venv-tools/.

@@ -216,7 +216,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="part", required=True)
     f = sub.add_parser("fuzz")
-    f.add_argument("--examples", type=int, default=3000)
+    f.add_argument("--examples", type=int, default=4000)
     f.add_argument("--json")
     s = sub.add_parser("soak")
     s.add_argument("--duration", default="7d")

@@ -20,11 +20,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EnergyCounter:
-    counter: str  # energy register, kWh
+    counter: str  # energy register
     power: str  # the power register that drives it
     power_to_kw: float  # unit of `power` in kW (0.001 for W)
-    resolution_kwh: float  # one step of the counter
+    resolution_kwh: float  # one step of the counter, kWh (with `scale_factor`: one step at scale factor 0)
     direction: int = 1  # +1: counts positive power (import); -1: counts negative power (export)
+    scale_factor: str | None = None  # SunSpec: the point whose value n makes a step resolution_kwh · 10^n
+
+    def step_kwh(self, values: dict[str, Any]) -> float | None:
+        if self.scale_factor is None:
+            return self.resolution_kwh
+        sf = values.get(self.scale_factor)
+        return self.resolution_kwh * 10.0 ** sf if isinstance(sf, int) and -10 <= sf <= 10 else None
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,10 @@ class LivenessSpec:
 @dataclass
 class _CounterState:
     value: Any
-    since_s: float
     last_s: float
-    energy_kwh: float = 0.0
+    flow_kw: float  # at the last read
+    energy_kwh: float = 0.0  # what the power says went through since the counter last moved
+    due_s: float | None = None  # when that energy reached one step of the counter: a tick was due from then
 
 
 @dataclass
@@ -59,17 +67,21 @@ class Liveness:
             elif now_s - self._heartbeat[1] > frozen_after_s:
                 reasons.append(f"heartbeat {beat} unchanged for {now_s - self._heartbeat[1]:.1f} s")
         for c in self.spec.counters:
-            value, power = values.get(c.counter), values.get(c.power)
-            if not isinstance(value, (int, float)) or not isinstance(power, (int, float)):
-                continue
-            state = self._counters.get(c.counter)
-            if state is None or value != state.value:
-                self._counters[c.counter] = _CounterState(value, now_s, now_s)
+            value, power, step_kwh = values.get(c.counter), values.get(c.power), c.step_kwh(values)
+            if not isinstance(value, (int, float)) or not isinstance(power, (int, float)) or step_kwh is None:
                 continue
             flow_kw = max(0.0, c.direction * power * c.power_to_kw)
-            state.energy_kwh += flow_kw * max(0.0, now_s - state.last_s) / 3600
-            state.last_s = now_s
-            if state.energy_kwh > 2 * c.resolution_kwh and now_s - state.since_s > frozen_after_s:
-                reasons.append(f"{c.counter} stood still for {now_s - state.since_s:.1f} s while {c.power} "
-                               f"says {state.energy_kwh:.2f} kWh went through")
+            state = self._counters.get(c.counter)
+            if state is None or value != state.value:
+                self._counters[c.counter] = _CounterState(value, now_s, flow_kw)
+                continue
+            # the lower of the two readings over the interval: a power that just rose has not yet moved energy
+            state.energy_kwh += min(flow_kw, state.flow_kw) * max(0.0, now_s - state.last_s) / 3600
+            state.last_s, state.flow_kw = now_s, flow_kw
+            if state.due_s is None and state.energy_kwh >= step_kwh:
+                state.due_s = now_s
+            if (state.due_s is not None and state.energy_kwh > 2 * step_kwh
+                    and now_s - state.due_s > frozen_after_s):
+                reasons.append(f"{c.counter} stood still for {now_s - state.due_s:.1f} s while {c.power} "
+                               f"says {state.energy_kwh:.3f} kWh went through")
         return ("frozen data: " + "; ".join(reasons)) if reasons else None

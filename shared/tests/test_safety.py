@@ -120,13 +120,23 @@ LIVENESS: list[tuple[str, LivenessSpec | None, list[dict[str, Any]], str | None]
     ("heartbeat stops for less than the window", PCC,
      _reads([1, 2, 2, 2, 3, 4], [10.0, 10.1, 10.1, 10.1, 10.2, 10.2], 100.0), None),
     ("no heartbeat, import counter stands under 150 kW", LivenessSpec(counters=PCC.counters),
-     _reads([0] * 6, [10.0] * 6, 150_000.0), "import_kwh stood still"),
+     _reads([0] * 10, [10.0] * 10, 150_000.0), "import_kwh stood still"),
     ("no heartbeat, counter stands at 1 kW (physics allows it)", LivenessSpec(counters=PCC.counters),
-     _reads([0] * 6, [10.0] * 6, 1_000.0), None),
+     _reads([0] * 10, [10.0] * 10, 1_000.0), None),
     ("no heartbeat, export counter stands while exporting 200 kW", LivenessSpec(counters=PCC.counters),
-     _reads([0] * 6, [10.0] * 6, -200_000.0), "export_kwh stood still"),
+     _reads([0] * 10, [10.0] * 10, -200_000.0), "export_kwh stood still"),
     ("a device that offers nothing", None, _reads([0] * 6, [10.0] * 6, 150_000.0), None),
 ]
+
+
+def test_a_counter_idle_for_long_is_not_frozen_when_the_power_rises() -> None:
+    """An import counter idle for an hour (the site exported) must get its chance to tick once import starts."""
+    liveness = Liveness(LivenessSpec(counters=PCC.counters))
+    reads = [(0.0, -50_000.0, 10.0), (3600.0, -50_000.0, 10.0), (3601.0, 150_000.0, 10.0), (3602.0, 150_000.0, 10.0),
+             (3603.0, 150_000.0, 10.1), (3604.0, 150_000.0, 10.1)]
+    verdicts = [liveness.check({"import_kwh": kwh, "export_kwh": 5.0 + t / 1000, "grid_w": w}, t, FROZEN_AFTER_S)
+                for t, w, kwh in reads]
+    assert verdicts == [None] * len(reads)
 
 
 @pytest.mark.parametrize(("spec", "reads", "frozen"), [c[1:] for c in LIVENESS], ids=[c[0] for c in LIVENESS])
