@@ -111,7 +111,6 @@ class AssetDevice(abc.ABC, Generic[S]):
         self.setpoint_kw: float | None = None  # what the last command asked of the device (+ deliver)
         self.commanded = False  # a command other than idle is in force (the watchdog watches it)
         self.last_command_s: float = time.monotonic()
-        self._backoff = BackoffPolicy()
         self._failures = 0
         self._retry_at_s = 0.0
 
