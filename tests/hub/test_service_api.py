@@ -180,14 +180,16 @@ def query_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("SELECT * FROM devices.modules", ["probeA", "probeB", "sink"]),
+        # $edgeAgent and $edgeHub are module twins of an edge device too, holding the applied deployment
+        ("SELECT * FROM devices.modules", ["$edgeAgent", "$edgeHub", "probeA", "probeB", "sink"]),
+        ("SELECT * FROM devices.modules WHERE IS_DEFINED(properties.desired.routes)", ["$edgeHub"]),
         ("SELECT * FROM devices.modules WHERE tags.site = 's1'", ["probeA"]),
         ('select * from devices.modules where tags.site = "s2"', ["probeB"]),
         ("SELECT * FROM devices.modules WHERE tags.tier >= 2", ["probeB", "sink"]),
         ("SELECT * FROM devices.modules WHERE tags.tier > 1 AND tags.tier < 3", ["probeB"]),
         ("SELECT * FROM devices.modules WHERE tags.site = 's1' OR tags.tier = 3", ["probeA", "sink"]),
         ("SELECT * FROM devices.modules WHERE NOT (tags.site = 's1')", ["probeB"]),  # undefined stays undefined
-        ("SELECT * FROM devices.modules WHERE NOT IS_DEFINED(tags.site)", ["sink"]),
+        ("SELECT * FROM devices.modules WHERE NOT IS_DEFINED(tags.site) AND tags.tier = 3", ["sink"]),
         ("SELECT * FROM devices.modules WHERE IS_DEFINED(properties.reported.config)", ["probeA", "probeB"]),
         ("SELECT * FROM devices.modules WHERE properties.reported.config.status = 'rejected'", ["probeB"]),
         ("SELECT * FROM devices.modules WHERE properties.reported.power_kw > 10", ["probeB"]),
@@ -208,7 +210,7 @@ async def test_query(query_hub: HubProcess, query: str, expected: list[str]) -> 
 
 async def test_query_pages(query_hub: HubProcess) -> None:
     manager = registry_manager(query_hub)
-    spec = QuerySpecification(query="SELECT * FROM devices.modules")
+    spec = QuerySpecification(query="SELECT * FROM devices.modules WHERE IS_DEFINED(tags.tier)")
     first = await asyncio.to_thread(manager.query_iot_hub, spec, None, 2)
     assert len(first.items) == 2 and first.continuation_token
     second = await asyncio.to_thread(manager.query_iot_hub, spec, first.continuation_token, 2)

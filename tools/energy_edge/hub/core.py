@@ -26,7 +26,7 @@ from energy_edge.hub.query import Query
 from energy_edge.hub.routes import Endpoint, RoutableMessage
 from energy_edge.hub.store import HubMessage, HubStore, QueuedMessage
 from energy_edge.hub.topics import encode_input_properties
-from energy_edge.hub.twins import Twin
+from energy_edge.hub.twins import Twin, check_desired
 
 log = logging.getLogger("energy_edge.hub")
 
@@ -34,6 +34,7 @@ UPSTREAM = "$upstream"
 INPUTS_FILTER = "devices/{device}/modules/{module}/inputs/#"
 METHODS_FILTER = "$iothub/methods/POST/#"
 DESIRED_FILTER = "$iothub/twin/PATCH/properties/desired/#"
+SYSTEM_MODULES = ("$edgeAgent", "$edgeHub")  # their twins hold the applied deployment, as on a device
 DEVICE_TWIN_KEY = ""  # the device twin's module_id in the store
 METHOD_PAYLOAD_MAX_BYTES = 128 * 1024  # IoT Hub's direct-method limit, request and response
 DELIVERY_WINDOW = 32  # unacknowledged QoS 1 input messages per module connection
@@ -233,14 +234,15 @@ class EdgeHub:
                 self.twins[module_id] = Twin.from_record(device_id, module_id, record)
         if self.store.get_meta("manifest_digest") != self.edge.digest:
             # A new deployment: its desired properties replace what the twins held.
-            for module_id in self.edge.module_ids:
+            desired = {**self.edge.desired, **self.edge.system_desired}
+            for module_id in [*SYSTEM_MODULES, *self.edge.module_ids]:
                 twin = self.twin(module_id)
-                twin.replace_desired(self.edge.desired.get(module_id, {}))
+                twin.replace_desired(desired.get(module_id, {}))
                 self._save_twin(twin)
             self.store.set_meta("manifest_digest", self.edge.digest)
 
     def twin(self, module_id: str) -> Twin:
-        if module_id not in self.modules:
+        if module_id not in self.modules and module_id not in SYSTEM_MODULES:
             raise HubError("ModuleNotFound", f"module {module_id!r} is not registered on {self.device_id!r}")
         if module_id not in self.twins:
             self.twins[module_id] = Twin(self.device_id, module_id)
@@ -536,14 +538,17 @@ class EdgeHub:
     async def apply_configuration(self, content: dict[str, Any]) -> EdgeConfig:
         """A new deployment (applyConfigurationContent): routes, module list and twins take effect."""
         edge = parse_modules_content(content, "configuration content")
+        desired = {**edge.desired, **edge.system_desired}
+        for module_id, section in desired.items():  # all or nothing: check every twin before changing one
+            check_desired(section, f"{module_id}.properties.desired")
         self.edge = edge
         for module_id in edge.module_ids:
             if module_id not in self.modules:
                 self.modules[module_id] = ModuleIdentity(module_id, identity.new_key(), secrets.token_hex(8),
                                                          identity.new_key())
         self._save_identities()
-        for module_id in edge.module_ids:
-            self.update_twin(module_id, edge.desired.get(module_id, {}), None, replace=True)
+        for module_id in [*SYSTEM_MODULES, *edge.module_ids]:
+            self.update_twin(module_id, desired.get(module_id, {}), None, replace=True)
         self.store.set_meta("manifest_digest", edge.digest)
         await self.notify_changed()
         log.info("applied configuration: %d modules, %d routes", len(edge.modules), len(edge.routes.routes))
@@ -638,7 +643,8 @@ class EdgeHub:
         if query.collection == "devices":
             views = [self.device_view()]
         else:
-            views = [self.twin(m).service_view(self.is_connected(m)) for m in sorted(self.modules)]
+            module_ids = [*SYSTEM_MODULES, *sorted(self.modules)]
+            views = [self.twin(m).service_view(self.is_connected(m)) for m in module_ids]
         return [v for v in views if query.matches(v)]
 
     def _save_identities(self) -> None:

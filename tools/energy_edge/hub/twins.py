@@ -105,6 +105,11 @@ def _check_size(doc: JsonObject, what: str, limit: int) -> None:
         raise TwinError(f"{what}: {size} bytes, more than the {limit} bytes IoT Hub allows")
 
 
+def check_desired(doc: Any, what: str) -> None:
+    """Raise TwinError unless `doc` may be a twin's whole properties.desired."""
+    _check_size(validate_patch(doc, what), what, SECTION_MAX_BYTES)
+
+
 def _now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
