@@ -19,7 +19,7 @@ from msrest.exceptions import HttpOperationError
 
 from energy_edge.cli import _admin_call
 from energy_edge.hub.deployments import Configuration as HubConfiguration
-from energy_edge.hub.deployments import effective_content, parse_configuration
+from energy_edge.hub.deployments import device_desired_patch, effective_content, parse_configuration
 from energy_edge.hub.errors import HubError
 from energy_edge.hub.store import query_upstream
 from tests.conftest import FIXTURES
@@ -108,7 +108,8 @@ def test_layer_paths_create_nested_objects_and_routes() -> None:
          "InvalidConfigurationContent"),
         ({"content": {"modulesContent": {"$edgeAgent": {"properties.desired": {}}}}, "targetCondition": "*"},
          "InvalidConfigurationContent"),  # a base needs $edgeHub too
-        ({"content": {"deviceContent": {"properties.desired.x": 1}}}, "NotImplementedInEmulator"),
+        ({"content": {"deviceContent": {"x": 1}}, "targetCondition": "*"}, "InvalidConfigurationContent"),
+        ({"content": {"deviceContent": {"properties.desired.x": 1}, **_layer(1)}}, "InvalidConfigurationContent"),
         ({"content": _layer(1), "targetCondition": "tags.site = "}, "InvalidConfigurationTargetCondition"),
         ({"content": _layer(1), "targetCondition": "tags.site IN ['a']"}, "NotImplementedInEmulator"),
         ({"content": _layer(1), "targetCondition": "*", "priority": -1}, "ArgumentInvalid"),
@@ -119,6 +120,20 @@ def test_configuration_refusals(body: dict[str, Any], error: str) -> None:
     with pytest.raises(HubError) as refused:
         parse_configuration("c1", body, None)
     assert refused.value.error == error
+
+
+def test_device_configurations_set_desired_paths_by_priority() -> None:
+    configs = [
+        parse_configuration("adm-low", {"content": {"deviceContent": {"properties.desired.fw.version": "1.0",
+                                                                      "properties.desired.fw.channel": "stable"}},
+                                        "targetCondition": "tags.env='prod'", "priority": 1}, None),
+        parse_configuration("adm-high", {"content": {"deviceContent": {"properties.desired.fw.version": "2.0"}},
+                                         "targetCondition": "tags.site='s1'", "priority": 5}, None),
+        parse_configuration("adm-other", {"content": {"deviceContent": {"properties.desired.fw.version": "9"}},
+                                          "targetCondition": "tags.site='s2'", "priority": 9}, None),
+    ]
+    assert device_desired_patch(configs, DEVICE) == {"fw": {"version": "2.0", "channel": "stable"}}
+    assert effective_content(configs, DEVICE) is None  # no IoT Edge deployment among them
 
 
 # ---------------------------------------------------------------- the project's layers, on a running emulator

@@ -19,14 +19,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from energy_edge.hub import identity
-from energy_edge.hub.deployments import Configuration, effective_content, parse_configuration
+from energy_edge.hub.deployments import (
+    Configuration,
+    device_desired_patch,
+    effective_content,
+    parse_configuration,
+)
 from energy_edge.hub.errors import HubError
 from energy_edge.hub.manifest import EdgeConfig, parse_modules_content
 from energy_edge.hub.query import Query
 from energy_edge.hub.routes import Endpoint, RoutableMessage
 from energy_edge.hub.store import HubMessage, HubStore, QueuedMessage
 from energy_edge.hub.topics import encode_input_properties
-from energy_edge.hub.twins import Twin, check_desired
+from energy_edge.hub.twins import Twin, check_desired, merge_patch
 
 log = logging.getLogger("energy_edge.hub")
 
@@ -617,6 +622,7 @@ class EdgeHub:
 
     async def reevaluate_deployments(self) -> bool:
         """Apply the device's effective deployment if it changed; returns whether something was applied."""
+        self._apply_device_configurations()
         effective = effective_content(list(self.configurations.values()), self.device_view())
         if effective is None:
             if self.applied_configurations:
@@ -638,6 +644,16 @@ class EdgeHub:
         self.store.set_meta("applied_configurations", json.dumps(applied))
         log.info("effective deployment: %s", " + ".join(applied))
         return True
+
+    def _apply_device_configurations(self) -> None:
+        # Automatic device management: targeted deviceContent paths are set in the device twin's desired
+        # properties (what was set stays when a configuration stops targeting, as in IoT Hub).
+        patch = device_desired_patch(list(self.configurations.values()), self.device_view())
+        if patch and merge_patch(self.device_twin.desired, patch) != self.device_twin.desired:
+            try:
+                self.update_twin(None, patch, None)
+            except ValueError as exc:
+                log.error("automatic device configuration refused: %s", exc)
 
     def query_twins(self, query: Query) -> list[dict[str, Any]]:
         if query.collection == "devices":

@@ -46,6 +46,13 @@ class Configuration:
         return content
 
     @property
+    def kind(self) -> str:
+        """`edge` (an IoT Edge deployment), `device` or `module` (automatic device management)."""
+        if self.content.get("modulesContent"):
+            return "edge"
+        return "device" if self.content.get("deviceContent") else "module"
+
+    @property
     def layered(self) -> bool:
         agent = self.modules_content.get("$edgeAgent", {})
         return not (isinstance(agent, dict) and DESIRED in agent)
@@ -84,13 +91,17 @@ def parse_configuration(config_id: str, body: Any, previous: Configuration | Non
     content = body.get("content")
     if not isinstance(content, dict):
         raise HubError("InvalidConfigurationContent", "content must be an object")
-    if content.get("deviceContent") or content.get("moduleContent"):
-        raise HubError("NotImplementedInEmulator",
-                       "automatic device/module configurations (deviceContent, moduleContent) are not "
-                       "implemented in the emulator; IoT Edge deployments (modulesContent) are")
-    modules_content = content.get("modulesContent")
-    if not isinstance(modules_content, dict) or not modules_content:
-        raise HubError("InvalidConfigurationContent", "content.modulesContent must be a non-empty object")
+    kinds = [k for k in ("modulesContent", "deviceContent", "moduleContent") if content.get(k)]
+    if len(kinds) != 1:
+        raise HubError("InvalidConfigurationContent",
+                       "content needs exactly one of modulesContent, deviceContent, moduleContent (non-empty)")
+    if kinds[0] != "modulesContent":
+        _check_paths(content[kinds[0]], kinds[0])
+        modules_content: dict[str, Any] = {}
+    else:
+        modules_content = content["modulesContent"]
+        if not isinstance(modules_content, dict):
+            raise HubError("InvalidConfigurationContent", "content.modulesContent must be an object")
     for module, section in modules_content.items():
         if not isinstance(section, dict) or not section:
             raise HubError("InvalidConfigurationContent", f"modulesContent.{module} must be a non-empty object")
@@ -100,7 +111,7 @@ def parse_configuration(config_id: str, body: Any, previous: Configuration | Non
                                f"modulesContent.{module}: {key!r} is not 'properties.desired[.path]'")
             if key == DESIRED and not isinstance(value, dict):
                 raise HubError("InvalidConfigurationContent", f"modulesContent.{module}.{key} must be an object")
-    agent, hub = modules_content.get("$edgeAgent", {}), modules_content.get("$edgeHub", {})
+    agent, hub = modules_content.get("$edgeAgent", {}), modules_content.get("$edgeHub", {})  # {} for ADM
     if (DESIRED in agent) != (DESIRED in hub):
         raise HubError("InvalidConfigurationContent",
                        "a base deployment needs complete properties.desired for both $edgeAgent and $edgeHub")
@@ -132,6 +143,25 @@ def parse_configuration(config_id: str, body: Any, previous: Configuration | Non
     )
 
 
+def _check_paths(section: Any, what: str) -> None:
+    if not isinstance(section, dict):
+        raise HubError("InvalidConfigurationContent", f"content.{what} must be an object")
+    for key in section:
+        if not key.startswith(DESIRED + "."):
+            raise HubError("InvalidConfigurationContent", f"content.{what}: {key!r} is not 'properties.desired.<path>'")
+
+
+def device_desired_patch(configs: list[Configuration], device_twin_view: dict[str, Any]) -> dict[str, Any]:
+    """What the automatic device configurations that target the device set in its desired properties;
+    on the same path the higher priority wins."""
+    patch: dict[str, Any] = {}
+    chosen = [c for c in configs if c.kind == "device" and targets(c, device_twin_view)]
+    for config in sorted(chosen, key=lambda c: (c.priority, c.created)):
+        for key, value in config.content["deviceContent"].items():
+            _set_path(patch, key[len(DESIRED) + 1:].split("."), value)
+    return patch
+
+
 def targets(config: Configuration, device_twin_view: dict[str, Any]) -> bool:
     """Whether the configuration's target condition selects this device (an empty condition selects none)."""
     if not config.target_condition.strip():
@@ -150,7 +180,7 @@ def _set_path(doc: dict[str, Any], path: list[str], value: Any) -> None:
 
 def effective_content(configs: list[Configuration], device_twin_view: dict[str, Any]) -> dict[str, Any] | None:
     """The device's effective `{"modulesContent": ...}`, or None when no base deployment targets it."""
-    selected = [c for c in configs if targets(c, device_twin_view)]
+    selected = [c for c in configs if c.kind == "edge" and targets(c, device_twin_view)]
     order = {c.id: n for n, c in enumerate(sorted(configs, key=lambda c: c.created))}
     bases = sorted((c for c in selected if not c.layered), key=lambda c: (c.priority, c.created))
     if not bases:
