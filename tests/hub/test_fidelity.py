@@ -296,6 +296,43 @@ def test_sas_expiry_disconnects_an_mqtt_session(probe_hub: HubProcess) -> None:
         client.disconnect()
 
 
+@pytest.mark.parametrize(
+    ("case", "payload_bytes", "qos", "stays_connected"),
+    [
+        ("200 KB at QoS 1", 200 * KB, 1, True),
+        ("300 KB at QoS 1: over IoT Hub's 256 KB", 300 * KB, 1, False),
+        ("QoS 2, which IoT Hub does not support", 10, 2, False),
+    ],
+)
+def test_mqtt_message_limits(probe_hub: HubProcess, case: str, payload_bytes: int, qos: int,
+                             stays_connected: bool) -> None:
+    info = probe_hub.hub_json
+    key = dict(p.split("=", 1) for p in info["modules"]["sink"]["connection_string"].split(";"))["SharedAccessKey"]
+    resource = identity.module_resource(info["hostname"], info["device_id"], "sink")
+    connected_event, disconnected_event, acked = threading.Event(), threading.Event(), threading.Event()
+    client = paho.Client(client_id=f"{info['device_id']}/sink", clean_session=True, protocol=paho.MQTTv311)
+    client.username_pw_set(f"{info['hostname']}/{info['device_id']}/sink/?api-version=2019-10-01",
+                           identity.make_sas(resource, key))
+    client.tls_set(ca_certs=info["ca_cert"])
+    client.on_connect = lambda c, u, f, rc: connected_event.set() if rc == 0 else None
+    client.on_disconnect = lambda c, u, rc: disconnected_event.set()
+    client.on_publish = lambda c, u, mid: acked.set()
+    client.reconnect_delay_set(60, 60)
+    client.connect(probe_hub.host, 8883, keepalive=60)
+    client.loop_start()
+    try:
+        assert connected_event.wait(10)
+        client.publish(f"devices/{info['device_id']}/modules/sink/messages/events/", b"x" * payload_bytes, qos=qos)
+        if stays_connected:
+            assert acked.wait(10), case
+            assert not disconnected_event.is_set(), case
+        else:
+            assert disconnected_event.wait(10), case
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 # ---------------------------------------------------------------- unimplemented operations, hub.json
 
 
