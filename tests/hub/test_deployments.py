@@ -239,6 +239,7 @@ async def test_layered_route_takes_effect_and_priority_decides(tmp_path: Any) ->
 
         manager = registry_manager(hub)
         device_id = hub.hub_json["device_id"]
+        await asyncio.to_thread(manager.update_module_twin, device_id, "probeB", Twin(tags={"owner": "ops"}))
         await asyncio.to_thread(manager.update_twin, device_id, Twin(tags={"env": "lab"}))
         deadline = time.monotonic() + 20
         while _applied(hub) != ["base", "low", "routes"]:
@@ -246,6 +247,7 @@ async def test_layered_route_takes_effect_and_priority_decides(tmp_path: Any) ->
             await asyncio.sleep(0.2)
         twin = await asyncio.to_thread(manager.get_module_twin, device_id, "probeB")
         assert twin.properties.desired["threshold_kw"] == 42  # priority 30 wins over 20
+        assert twin.tags == {"owner": "ops"}  # a deployment replaces desired properties, never tags
         async with connected(hub, "sink") as sender:
             await sender.send_message_to_output(json_message({"via": "layer"}), "out")
         deadline = time.monotonic() + 20

@@ -262,13 +262,15 @@ class EdgeHub:
 
     def update_twin(self, module_id: str | None, desired: dict[str, Any] | None, tags: dict[str, Any] | None,
                     etag: str | None = None, replace: bool = False) -> Twin:
-        """A service twin update (PATCH merges, PUT replaces) of a module twin, or of the device twin."""
+        """A service twin update of a module twin, or of the device twin (module_id None): `replace` (PUT)
+        replaces desired properties, and tags when given; otherwise both are merge patches."""
         twin = self.device_twin if module_id is None else self.twin(module_id)
         wanted = (etag or "*").strip().strip('"')
         if wanted != "*" and wanted != twin.etag:
             raise HubError("PreconditionFailed", f"etag {etag} does not match the twin's {twin.etag}")
         # Check everything before changing anything: a refused update leaves the twin as it was.
-        new_tags = twin.check_tags(tags or {}, replace) if tags is not None or replace else None
+        # tags None: left alone (a deployment replaces desired properties only); PUT sends {} to clear them.
+        new_tags = twin.check_tags(tags, replace) if tags is not None else None
         notification = None
         if desired is not None:
             notification = twin.replace_desired(desired) if replace else twin.patch_desired(desired)
