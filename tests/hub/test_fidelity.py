@@ -22,8 +22,8 @@ from msrest.exceptions import HttpOperationError
 
 from energy_edge.hub import identity, mqtt_codec
 from energy_edge.hub.errors import parse_error_body
-from tests.hub.test_emulator import connected
-from tests.support import HubProcess, registry_manager
+from tests.hub.test_emulator import Inbox, connected
+from tests.support import HubProcess, environment, registry_manager
 
 pytestmark = pytest.mark.integration
 
@@ -295,6 +295,31 @@ def test_sas_expiry_disconnects_an_mqtt_session(probe_hub: HubProcess) -> None:
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+async def test_sdk_renews_its_token_and_keeps_working(probe_hub: HubProcess) -> None:
+    # The device SDK renews a SAS token 120 s before it expires: with a 124 s lifetime it reconnects with a
+    # token newly signed by its workload socket about every 4 s, the path every long-running module takes.
+    from azure.iot.device.aio import IoTHubModuleClient
+
+    with environment(probe_hub.module_env("sink")):
+        client = IoTHubModuleClient.create_from_edge_environment(sastoken_ttl=124)
+    reconnects = Inbox()
+
+    async def on_state_change() -> None:
+        if client.connected:
+            reconnects.put(True)
+
+    client.on_connection_state_change = on_state_change
+    await client.connect()
+    try:
+        for _ in range(3):  # the first connect, then two renewals (each a reconnect with the new token)
+            await reconnects.get(30)
+        twin = await client.get_twin()
+        assert "$version" in twin["desired"]
+        await client.send_message_to_output("after renewal", "out")
+    finally:
+        await client.shutdown()
 
 
 def _raw_publish_outcome(hub: HubProcess, payload: bytes, qos: int) -> str:
