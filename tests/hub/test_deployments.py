@@ -20,11 +20,12 @@ from msrest.exceptions import HttpOperationError
 from energy_edge.cli import _admin_call
 from energy_edge.hub.deployments import Configuration as HubConfiguration
 from energy_edge.hub.deployments import device_desired_patch, effective_content, parse_configuration
-from energy_edge.hub.errors import HubError
+from energy_edge.hub.errors import HubError, parse_error_body
 from energy_edge.hub.store import query_upstream
 from tests.conftest import FIXTURES
 from tests.hub.test_emulator import connected, json_message
-from tests.hub.test_fidelity import _error_of
+from tests.hub.test_fidelity import _call, _error_of
+from tests.hub.test_service_api import _service_headers
 from tests.support import ENERGY_EDGE, REPO, HubProcess, registry_manager
 
 DEPLOYMENT = REPO / "deployment"
@@ -227,13 +228,26 @@ async def test_layered_route_takes_effect_and_priority_decides(tmp_path: Any) ->
             await asyncio.to_thread(configs.create_configuration, Configuration(
                 id=cid, content=ConfigurationContent(modules_content=content["modulesContent"]),
                 target_condition=target, priority=priority))
-        with pytest.raises(HttpOperationError) as duplicate:  # content is immutable once created
-            changed = json.loads(json.dumps(layer))
-            changed["modulesContent"]["probeB"]["properties.desired.threshold_kw"] = 1
-            await asyncio.to_thread(configs.create_configuration, Configuration(
-                id="routes", content=ConfigurationContent(modules_content=changed["modulesContent"]),
-                target_condition="*", priority=1))
-        assert _error_of(duplicate.value) == (400, 400049)
+        # An id that exists: a create is refused (409); so is the SDK's update_configuration, which sends the
+        # etag unquoted, as IoT Hub does (Azure/azure-iot-hub-python#2). A quoted etag updates it, but never
+        # its content (400049).
+        existing = await asyncio.to_thread(configs.get_configuration, "low")
+        with pytest.raises(HttpOperationError) as duplicate:
+            await asyncio.to_thread(configs.create_configuration, existing)
+        assert _error_of(duplicate.value) == (409, 409004)
+        with pytest.raises(HttpOperationError) as unquoted:
+            await asyncio.to_thread(configs.update_configuration, existing, existing.etag)
+        assert _error_of(unquoted.value) == (409, 409004)
+        path = "/configurations/low"
+        view = {"id": "low", "content": low, "targetCondition": "tags.env='lab'", "priority": 21}
+        headers = {**_service_headers(hub), "If-Match": f'"{existing.etag}"'}
+        status, answer = await _call(hub, "PUT", path, headers, view)
+        assert (status, answer["priority"]) == (200, 21), answer
+        status, answer = await _call(hub, "PUT", path, headers, view)  # the etag changed with the update
+        assert (status, parse_error_body(answer)["errorCode"]) == (412, 412001)
+        changed = {**view, "content": {"modulesContent": {"probeB": {"properties.desired.threshold_kw": 8}}}}
+        status, answer = await _call(hub, "PUT", path, {**headers, "If-Match": '"*"'}, changed)
+        assert (status, parse_error_body(answer)["errorCode"]) == (400, 400049)
         listed = await asyncio.to_thread(configs.get_configurations)
         assert {c.id for c in listed} == {"base", "routes", "low"}
 

@@ -579,13 +579,24 @@ class EdgeHub:
         self.store.set_meta("configurations",
                             json.dumps({cid: c.to_record() for cid, c in self.configurations.items()}))
 
-    def put_configuration(self, config_id: str, body: Any, etag: str | None) -> tuple[Configuration, bool]:
+    def put_configuration(self, config_id: str, body: Any, if_match: str | None) -> tuple[Configuration, bool]:
+        """Create a configuration, or update one whose etag the caller sends quoted in If-Match.
+
+        IoT Hub reads If-Match only when it is quoted (RFC 7232); an unquoted etag counts as none, so the
+        PUT is a create and an existing id answers 409. (azure-iot-hub's update_configuration sends the etag
+        unquoted and meets exactly that: Azure/azure-iot-hub-python#2.)"""
         previous = self.configurations.get(config_id)
-        wanted = (etag or "*").strip().strip('"')
-        if previous is not None and wanted != "*" and wanted != previous.etag:
-            raise HubError("PreconditionFailed", f"etag {etag} does not match configuration {config_id!r}'s")
-        if previous is None and wanted != "*":
+        header = (if_match or "").strip()
+        wanted = header.strip('"') if header == "*" or (len(header) > 1 and header[0] == header[-1] == '"') \
+            else None
+        if previous is None and wanted not in (None, "*"):
             raise HubError("ConfigurationNotFound", f"configuration {config_id!r} does not exist")
+        if previous is not None and wanted is None:
+            raise HubError("ConfigurationAlreadyExists",
+                           f"configuration {config_id!r} already exists; to update it, send its etag quoted "
+                           "in If-Match (or \"*\")")
+        if previous is not None and wanted not in ("*", previous.etag):
+            raise HubError("PreconditionFailed", f"etag {if_match} does not match configuration {config_id!r}'s")
         config = parse_configuration(config_id, body, previous)
         self.configurations[config_id] = config
         self._save_configurations()

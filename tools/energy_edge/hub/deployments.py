@@ -11,6 +11,7 @@ deployment of a device, as IoT Hub computes it.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ class Configuration:
 
     @property
     def etag(self) -> str:
-        return f"{self.version}"
+        # IoT Hub's configuration etags look like base64 of a counter ("MQ==")
+        return base64.b64encode(str(self.version).encode()).decode()
 
     def view(self) -> dict[str, Any]:
         return {
