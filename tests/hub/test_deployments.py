@@ -207,6 +207,16 @@ def test_project_layers_follow_device_tags(fleet_hub: HubProcess) -> None:
     _wait_applied(fleet_hub, ["prod-base", "diagnostics"])
     assert manager.get_module_twin(device_id, "solar").properties.desired["site_id"] == "unassigned"
 
+    listed = cli(fleet_hub, "deploy", "--list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(d["id"], d["kind"], d["priority"]) for d in json.loads(listed.stdout)] == [
+        ("prod-base", "base", 10), ("site-example-01", "layered", 20), ("diagnostics", "layered", 30)]
+    assert cli(fleet_hub, "deploy", "--delete", "diagnostics").returncode == 0
+    _wait_applied(fleet_hub, ["prod-base"])
+    again = cli(fleet_hub, "deploy", str(DEPLOYMENT / "layered" / "diagnostics.template.json"),
+                "--deployment-id", "prod-base", "--target-condition", "*", "--priority", "1")
+    assert again.returncode == 1 and "409" in again.stderr  # the id exists: IoT Hub refuses the create
+
 
 @pytest.mark.integration
 async def test_layered_route_takes_effect_and_priority_decides(tmp_path: Any) -> None:

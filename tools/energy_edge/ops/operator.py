@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from energy_edge.hub.errors import parse_error_body
 from energy_edge.hub.twins import merge_patch, removal_patch
 
 
@@ -88,8 +89,10 @@ def service_error(exc: Exception, what: str) -> OperatorError:
     if response is not None:
         try:
             body = response.json()
-            detail = body.get("message") or body.get("Message") or ""
-        except ValueError:
+            inner = parse_error_body(body)  # IoT Hub: Message is a JSON string with the numeric errorCode
+            detail = f"{inner.get('message', '')} (error {inner.get('errorCode')})" if inner else \
+                body.get("message") or body.get("Message") or ""
+        except (ValueError, AttributeError):
             detail = (response.text or "")[:200]
     if status == 401:
         return OperatorError(f"{what}: the hub refused the credentials (401): check the connection string's key")
@@ -335,6 +338,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from azure.iot.hub import IoTHubConfigurationManager
     from azure.iot.hub.models import Configuration, ConfigurationContent
 
+    if args.list or args.delete:
+        return _deployments_list_or_delete(args)
+    if not args.manifest:
+        raise OperatorError("give a manifest to deploy, or --list / --delete ID")
     content = _deployment_content(args)
     layered = "properties.desired" not in content.get("$edgeAgent", {})
     automatic = args.deployment_id is not None
@@ -370,6 +377,41 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     else:
         print(f"created {kind} {created.id}: {created.target_condition!s} at priority {created.priority}")
     return 0
+
+
+def _deployments_list_or_delete(args: argparse.Namespace) -> int:
+    from azure.iot.hub import IoTHubConfigurationManager
+
+    conn = resolve_connection(args, need_device=False)
+    manager = IoTHubConfigurationManager.from_connection_string(conn.connection_string)
+    if args.delete:
+        try:
+            manager.delete_configuration(args.delete)
+        except Exception as exc:
+            raise service_error(exc, f"deployment {args.delete}") from exc
+        print(f"deleted deployment {args.delete}")
+        return 0
+    try:
+        configs = manager.get_configurations()
+    except Exception as exc:
+        raise service_error(exc, "deployments") from exc
+    rows = [{"id": c.id, "kind": _deployment_kind(c), "targetCondition": c.target_condition,
+             "priority": c.priority} for c in configs]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':<32} {'kind':<8} {'priority':>8}  target")
+    for row in rows:
+        print(f"{row['id']:<32} {row['kind']:<8} {row['priority']:>8}  {row['targetCondition']}")
+    return 0
+
+
+def _deployment_kind(config: Any) -> str:
+    """base / layered (IoT Edge deployments) or device (automatic device management)."""
+    modules_content = config.content.modules_content if config.content else None
+    if not modules_content:
+        return "device"
+    return "base" if "properties.desired" in (modules_content.get("$edgeAgent") or {}) else "layered"
 
 
 def cmd_device_tag(args: argparse.Namespace) -> int:
@@ -437,7 +479,9 @@ def add_operator_parsers(subparsers: Any) -> None:
 
     deploy = subparsers.add_parser(
         "deploy", help="apply a deployment manifest to an edge device, or create an automatic (layered) deployment")
-    deploy.add_argument("manifest", help="deployment manifest or template (base or layered)")
+    deploy.add_argument("manifest", nargs="?", help="deployment manifest or template (base or layered)")
+    deploy.add_argument("--list", action="store_true", help="list the hub's automatic deployments")
+    deploy.add_argument("--delete", metavar="ID", help="delete an automatic deployment")
     deploy.add_argument("--env-file", action="append", help="${NAME} values, e.g. deployment/sites/prod/<site>.env")
     deploy.add_argument("--deployment-id", help="create an automatic deployment with this id instead of applying")
     deploy.add_argument("--target-condition", help="devices it targets, e.g. \"tags.environment='dev'\"")
