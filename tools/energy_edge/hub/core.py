@@ -282,10 +282,6 @@ class EdgeHub:
             self._schedule_reevaluation()  # deployments target devices by tags
         return twin
 
-    def update_desired(self, module_id: str, patch: dict[str, Any], etag: str | None = None,
-                       replace: bool = False, tags: dict[str, Any] | None = None) -> Twin:
-        return self.update_twin(module_id, patch, tags, etag, replace)
-
     def update_reported(self, module_id: str, patch: dict[str, Any]) -> int:
         twin = self.twin(module_id)
         version = twin.patch_reported(patch)

@@ -15,13 +15,10 @@ from typing import Any
 
 # name -> (HTTP status, IoT Hub error code)
 ERRORS: dict[str, tuple[int, int]] = {
-    "InvalidOperation": (400, 400003),
     "ArgumentInvalid": (400, 400004),
-    "ArgumentNull": (400, 400005),
     "IotHubFormatError": (400, 400006),
     "InvalidConfigurationTargetCondition": (400, 400048),
     "InvalidConfigurationContent": (400, 400049),
-    "IotHubUnauthorizedAccess": (401, 401002),
     "IotHubUnauthorized": (401, 401003),
     "DeviceNotFound": (404, 404001),
     "ModuleNotFound": (404, 404010),
@@ -45,11 +42,6 @@ class HubError(Exception):
             raise KeyError(f"unknown IoT Hub error {error!r}")
         self.error = error
         self.status, self.code = ERRORS[error]
-
-    # Kept for callers that read the name the way the former class spelled it.
-    @property
-    def error_code(self) -> str:
-        return self.error
 
 
 def _utc_now() -> str:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from energy_edge.hub import identity
 from energy_edge.hub.core import EdgeHub, ModuleIdentity
-from energy_edge.hub.errors import HubError, error_body
+from energy_edge.hub.errors import ERRORS, HubError, error_body
 from energy_edge.hub.manifest import ManifestError
 from energy_edge.hub.query import QueryNotSupported, QuerySyntaxError, parse_query
 from energy_edge.hub.routes import RouteError
@@ -35,8 +35,7 @@ QUERY_PAGE_DEFAULT = 100
 
 
 def error_response(error: str, message: str, extra: dict[str, Any] | None = None) -> web.Response:
-    status = HubError(error, message).status
-    return web.json_response(error_body(error, message, extra), status=status)
+    return web.json_response(error_body(error, message, extra), status=ERRORS[error][0])
 
 
 def _validation_error(exc: ValidationError) -> web.Response:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from energy_edge.hub import identity, topics
 from energy_edge.hub.core import EdgeHub
-from energy_edge.hub.errors import HubError, error_body
+from energy_edge.hub.errors import ERRORS, HubError, error_body
 from energy_edge.hub.mqtt_codec import (
     Bare,
     ConnackCode,
@@ -235,7 +235,7 @@ class MqttConnection:
 
     def _twin_error(self, rid: str, error: str, message: str) -> None:
         log.warning("%s: reported patch refused: %s", self.module_id, message)
-        status = HubError(error, message).status
+        status = ERRORS[error][0]
         body = json.dumps(error_body(error, message)).encode()
         self.publish(f"$iothub/twin/res/{status}/?$rid={rid}", body, qos=0)
 

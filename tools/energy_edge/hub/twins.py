@@ -220,9 +220,6 @@ class Twin:
         self.version += 1
         return True
 
-    def patch_tags(self, patch: JsonObject) -> None:
-        self.set_tags(self.check_tags(patch))
-
     def device_view(self) -> JsonObject:
         """The body of a twin GET over MQTT."""
         return {
