@@ -94,6 +94,7 @@ async def test_device_identity_and_twin(probe_hub: HubProcess) -> None:
     device = await asyncio.to_thread(manager.get_device, device_id)
     assert device.device_id == device_id
     assert device.capabilities.iot_edge is True
+    assert device.authentication.symmetric_key.primary_key is None  # no device credential is advertised
 
     twin = await asyncio.to_thread(manager.get_twin, device_id)
     assert twin.device_id == device_id

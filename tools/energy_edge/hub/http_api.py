@@ -236,7 +236,8 @@ async def get_device(request: web.Request) -> web.Response:
         "statusUpdatedTime": "0001-01-01T00:00:00Z",
         "lastActivityTime": "0001-01-01T00:00:00Z",
         "cloudToDeviceMessageCount": 0,
-        "authentication": {"type": "sas", "symmetricKey": {"primaryKey": hub.device_key, "secondaryKey": None}},
+        # No device key: the emulator serves modules, not device clients, so it advertises no device credential.
+        "authentication": {"type": "sas", "symmetricKey": {"primaryKey": None, "secondaryKey": None}},
         "capabilities": {"iotEdge": True},
     })
 
