@@ -48,6 +48,8 @@ def production(template: dict[str, Any]) -> dict[str, Any]:
                 desired["site_id"] = UNASSIGNED_SITE
             if "devices" in desired:
                 desired["devices"] = []
+            if "assets" in desired:  # the site's assets come with its layer, as its devices do
+                desired["assets"] = {}
     return manifest
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from energy_edge.hub import identity
 from energy_edge.hub.core import EdgeHub, ModuleIdentity
 from energy_edge.hub.errors import ERRORS, HubError, error_body
+from energy_edge.hub.jsondepth import MAX_JSON_DEPTH, json_depth
 from energy_edge.hub.manifest import ManifestError
 from energy_edge.hub.query import QueryNotSupported, QuerySyntaxError, parse_query
 from energy_edge.hub.routes import RouteError
@@ -63,9 +64,14 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 
 async def json_body(request: web.Request) -> Any:
     try:
-        return await request.json()
+        doc = await request.json()
+    except RecursionError as exc:  # valid JSON nested thousands deep ends Python's decoder
+        raise HubError("ArgumentInvalid", f"request body nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError as exc:
         raise HubError("IotHubFormatError", f"request body is not valid JSON: {exc}") from exc
+    if json_depth(doc, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise HubError("ArgumentInvalid", f"request body nested deeper than {MAX_JSON_DEPTH} levels")
+    return doc
 
 
 async def not_implemented(request: web.Request) -> web.Response:
