@@ -197,6 +197,12 @@ def test_project_layers_follow_device_tags(fleet_hub: HubProcess) -> None:
     assert {"solar", "battery", "controller"} <= set(fleet_hub.hub_json["modules"])  # identities and sockets
     agent = manager.get_module_twin(device_id, "$edgeAgent").properties.desired
     assert "LOG_LEVEL" not in agent["modules"]["controller"].get("env", {})
+    configs = IoTHubConfigurationManager.from_connection_string(fleet_hub.service_connection_string())
+    metrics = {c: configs.get_configuration(c).system_metrics.results
+               for c in ("prod-base", "site-example-01", "diagnostics")}
+    assert metrics == {"prod-base": {"targetedCount": 1, "appliedCount": 1},
+                       "site-example-01": {"targetedCount": 1, "appliedCount": 1},
+                       "diagnostics": {"targetedCount": 0, "appliedCount": 0}}
 
     assert cli(fleet_hub, "tag", "diagnostics=true").returncode == 0
     _wait_applied(fleet_hub, ["prod-base", "site-example-01", "diagnostics"])
@@ -209,8 +215,9 @@ def test_project_layers_follow_device_tags(fleet_hub: HubProcess) -> None:
 
     listed = cli(fleet_hub, "deploy", "--list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [(d["id"], d["kind"], d["priority"]) for d in json.loads(listed.stdout)] == [
-        ("prod-base", "base", 10), ("site-example-01", "layered", 20), ("diagnostics", "layered", 30)]
+    assert [(d["id"], d["kind"], d["priority"], d["applied"]) for d in json.loads(listed.stdout)] == [
+        ("prod-base", "base", 10, True), ("site-example-01", "layered", 20, False),
+        ("diagnostics", "layered", 30, True)]
     assert cli(fleet_hub, "deploy", "--delete", "diagnostics").returncode == 0
     _wait_applied(fleet_hub, ["prod-base"])
     again = cli(fleet_hub, "deploy", str(DEPLOYMENT / "layered" / "diagnostics.template.json"),

@@ -24,6 +24,7 @@ from energy_edge.hub.deployments import (
     device_desired_patch,
     effective_content,
     parse_configuration,
+    targets,
 )
 from energy_edge.hub.errors import HubError
 from energy_edge.hub.manifest import EdgeConfig, parse_modules_content
@@ -604,6 +605,11 @@ class EdgeHub:
         if config is None:
             raise HubError("ConfigurationNotFound", f"configuration {config_id!r} does not exist")
         return config
+
+    def configuration_view(self, config: Configuration) -> dict[str, Any]:
+        """A configuration with its system metrics: does it target this device, is it part of what it runs."""
+        targeted = int(targets(config, self.device_view()))
+        return config.view(targeted, int(config.id in self.applied_configurations))
 
     def delete_configuration(self, config_id: str, etag: str | None) -> None:
         config = self.configuration(config_id)

@@ -63,7 +63,8 @@ class Configuration:
         # IoT Hub's configuration etags look like base64 of a counter ("MQ==")
         return base64.b64encode(str(self.version).encode()).decode()
 
-    def view(self) -> dict[str, Any]:
+    def view(self, targeted_count: int = 0, applied_count: int = 0) -> dict[str, Any]:
+        """The service API's Configuration; system metrics count this hub's one device."""
         return {
             "id": self.id,
             "schemaVersion": "1.0",
@@ -73,7 +74,8 @@ class Configuration:
             "createdTimeUtc": self.created,
             "lastUpdatedTimeUtc": self.updated,
             "priority": self.priority,
-            "systemMetrics": {"results": {}, "queries": {}},
+            "systemMetrics": {"results": {"targetedCount": targeted_count, "appliedCount": applied_count},
+                              "queries": {}},
             "metrics": {"results": {}, "queries": {}},
             "etag": self.etag,
         }

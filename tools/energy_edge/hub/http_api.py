@@ -368,13 +368,13 @@ async def put_configuration(request: web.Request) -> web.Response:
     _service_only(request)
     config, _ = hub.put_configuration(request.match_info["id"], await json_body(request),
                                       request.headers.get("If-Match"))
-    return web.json_response(config.view())
+    return web.json_response(hub.configuration_view(config))
 
 
 async def get_configuration(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     _service_only(request)
-    return web.json_response(hub.configuration(request.match_info["id"]).view())
+    return web.json_response(hub.configuration_view(hub.configuration(request.match_info["id"])))
 
 
 async def list_configurations(request: web.Request) -> web.Response:
@@ -386,7 +386,7 @@ async def list_configurations(request: web.Request) -> web.Response:
         if not top.isdigit():
             raise HubError("ArgumentInvalid", "top must be a non-negative integer")
         configs = configs[: int(top)]
-    return web.json_response([c.view() for c in configs])
+    return web.json_response([hub.configuration_view(c) for c in configs])
 
 
 async def delete_configuration(request: web.Request) -> web.Response:

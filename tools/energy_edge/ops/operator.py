@@ -396,14 +396,21 @@ def _deployments_list_or_delete(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise service_error(exc, "deployments") from exc
     rows = [{"id": c.id, "kind": _deployment_kind(c), "targetCondition": c.target_condition,
-             "priority": c.priority} for c in configs]
+             "priority": c.priority, "applied": _applied_count(c) > 0} for c in configs]
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'id':<32} {'kind':<8} {'priority':>8}  target")
+    print(f"{'id':<32} {'kind':<8} {'priority':>8} {'applied':<8} target")
     for row in rows:
-        print(f"{row['id']:<32} {row['kind']:<8} {row['priority']:>8}  {row['targetCondition']}")
+        applied = "yes" if row["applied"] else "no"
+        print(f"{row['id']:<32} {row['kind']:<8} {row['priority']:>8} {applied:<8} {row['targetCondition']}")
     return 0
+
+
+def _applied_count(config: Any) -> int:
+    """IoT Hub's system metric: how many devices run this deployment (on the emulator, its device or none)."""
+    results = (config.system_metrics.results if config.system_metrics else None) or {}
+    return int(results.get("appliedCount", 0))
 
 
 def _deployment_kind(config: Any) -> str:
