@@ -9,6 +9,7 @@ import pytest
 
 from energy_edge.hub import identity, mqtt_codec, topics
 from energy_edge.hub.mqtt_codec import Connect, MqttProtocolError, PacketType, Publish, Subscribe
+from energy_edge.hub.query import parse_condition
 from energy_edge.hub.store import HubMessage
 from energy_edge.hub.twins import Twin, TwinError, merge_patch, removal_patch
 
@@ -169,3 +170,42 @@ def test_sas_matches_the_device_sdk_signature() -> None:
 
 def test_packet_type_values_follow_the_spec() -> None:
     assert [PacketType.CONNECT, PacketType.PUBACK, PacketType.DISCONNECT] == [1, 4, 14]
+
+
+def test_twin_metadata_follows_patches() -> None:
+    twin = Twin("d", "m")
+    twin.patch_desired({"a": {"b": 1}, "c": 2})
+    meta = twin.desired_metadata
+    assert meta["a"]["b"]["$lastUpdatedVersion"] == 2 and meta["c"]["$lastUpdatedVersion"] == 2
+    twin.patch_desired({"a": {"b": None}, "c": 3})
+    meta = twin.desired_metadata
+    assert "b" not in meta["a"]  # deleted with its property
+    assert meta["c"]["$lastUpdatedVersion"] == 3 and meta["$lastUpdatedVersion"] == 3
+    twin.replace_desired({"x": 1})
+    assert set(twin.desired_metadata) == {"$lastUpdated", "$lastUpdatedVersion", "x"}
+    twin.patch_reported({"r": {"s": 1}})
+    assert "$lastUpdatedVersion" not in twin.reported_metadata["r"]["s"]
+    assert twin.service_view(False)["properties"]["desired"]["$metadata"]["x"]["$lastUpdatedVersion"] == 4
+
+
+@pytest.mark.parametrize(
+    ("condition", "doc", "expected"),
+    [
+        ("tags.a = 1", {"tags": {"a": 1}}, True),
+        ("tags.a = 1", {"tags": {}}, None),  # undefined, not false
+        ("NOT tags.a = 1", {"tags": {}}, None),
+        ("tags.a = 1 OR tags.b = 2", {"tags": {"b": 2}}, True),
+        ("tags.a = 1 AND tags.b = 2", {"tags": {"b": 2}}, None),
+        ("tags.a = 1 AND tags.b = 2", {"tags": {"a": 2, "b": 2}}, False),
+        ("tags.a = '1'", {"tags": {"a": 1}}, False),  # no conversion between types
+        ("tags.a < 'b'", {"tags": {"a": "a"}}, True),
+        ("tags.a < 2", {"tags": {"a": "a"}}, None),
+        ("IS_DEFINED(tags.a.b)", {"tags": {"a": {"b": None}}}, True),
+        ("tags.a = null", {"tags": {"a": None}}, True),
+        ("tags.a = true", {"tags": {"a": True}}, True),
+        ("tags.a = 1.5", {"tags": {"a": 1.5}}, True),
+        ("*", {}, True),
+    ],
+)
+def test_query_conditions(condition: str, doc: dict[str, Any], expected: Any) -> None:
+    assert parse_condition(condition)(doc) is expected

@@ -42,6 +42,7 @@ class EdgeConfig:
     store_ttl_s: int  # negative: keep forever
     desired: dict[str, dict[str, Any]]  # module id -> properties.desired
     digest: str
+    system_desired: dict[str, dict[str, Any]] = field(default_factory=dict)  # $edgeAgent, $edgeHub
 
     @property
     def module_ids(self) -> list[str]:
@@ -127,7 +128,7 @@ def parse_modules_content(content: Any, origin: str = "configuration") -> EdgeCo
             raise ManifestError(f"{origin}: {name}.properties.desired must be an object")
         desired[name] = props
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return EdgeConfig(modules, routes, store_ttl_s, desired, digest)
+    return EdgeConfig(modules, routes, store_ttl_s, desired, digest, {"$edgeAgent": agent, "$edgeHub": hub})
 
 
 def _desired(modules_content: dict[str, Any], key: str, origin: str) -> dict[str, Any]:

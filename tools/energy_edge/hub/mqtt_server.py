@@ -7,11 +7,13 @@ import contextlib
 import json
 import logging
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable
 
 from energy_edge.hub import identity, topics
-from energy_edge.hub.core import EdgeHub, HubError
+from energy_edge.hub.core import EdgeHub
+from energy_edge.hub.errors import ERRORS, HubError, error_body
 from energy_edge.hub.jsondepth import MAX_JSON_DEPTH, json_depth
 from energy_edge.hub.mqtt_codec import (
     Bare,
@@ -49,6 +51,7 @@ class MqttConnection:
         self._next_packet_id = 0
         self._awaiting_ack: dict[int, Callable[[], None]] = {}
         self._closed = False
+        self._expiry: asyncio.TimerHandle | None = None
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
@@ -65,9 +68,16 @@ class MqttConnection:
         self.writer.write(encode_publish(Publish(topic, payload, qos, packet_id=packet_id)))
 
     def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         if not self._closed:
             self._closed = True
             self.writer.close()
+
+    def _token_expired(self) -> None:
+        # IoT Hub ends a session when its SAS token expires; the SDK reconnects with a fresh one.
+        log.info("%s: SAS token expired, disconnecting (%s)", self.module_id, self.peer)
+        self.close()
 
     def _allocate_packet_id(self) -> int:
         for _ in range(65535):
@@ -130,11 +140,13 @@ class MqttConnection:
         if not urllib.parse.unquote(connect.username).startswith(expected):
             return ConnackCode.BAD_USERNAME_OR_PASSWORD, f"username does not start with {expected!r}"
         try:
-            self.hub.authenticate_module(device_id, module_id, connect.password.decode("utf-8", "replace"))
+            sas = self.hub.authenticate_module(device_id, module_id, connect.password.decode("utf-8", "replace"))
         except identity.SasError as exc:
             code = ConnackCode.BAD_USERNAME_OR_PASSWORD if exc.malformed else ConnackCode.NOT_AUTHORIZED
             return code, f"{connect.client_id}: {exc}"
         self.module_id = module_id
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_at(loop.time() + max(0.0, sas.expiry - time.time()), self._token_expired)
         return ConnackCode.ACCEPTED, ""
 
     async def _serve(self, keepalive_s: int) -> None:
@@ -216,12 +228,20 @@ class MqttConnection:
             if json_depth(patch, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
                 raise ValueError(f"reported patch nested deeper than {MAX_JSON_DEPTH} levels")
             version = self.hub.update_reported(self.module_id, patch)
-        except (ValueError, TwinError, HubError, RecursionError) as exc:
-            log.warning("%s: reported patch refused: %s", self.module_id, exc)
-            body = json.dumps({"errorCode": 400, "message": str(exc)}).encode()
-            self.publish(f"$iothub/twin/res/400/?$rid={rid}", body, qos=0)
+        except HubError as exc:
+            self._twin_error(rid, exc.error, str(exc))
+            return
+        except (ValueError, TwinError, RecursionError) as exc:
+            self._twin_error(rid, "ArgumentInvalid", str(exc))
             return
         self.publish(f"$iothub/twin/res/204/?$rid={rid}&$version={version}", b"", qos=0)
+
+
+    def _twin_error(self, rid: str, error: str, message: str) -> None:
+        log.warning("%s: reported patch refused: %s", self.module_id, message)
+        status = ERRORS[error][0]
+        body = json.dumps(error_body(error, message)).encode()
+        self.publish(f"$iothub/twin/res/{status}/?$rid={rid}", body, qos=0)
 
 
 TLS_HANDSHAKE_TIMEOUT_S = 10.0

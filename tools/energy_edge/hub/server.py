@@ -16,9 +16,10 @@ from aiohttp import web
 
 from energy_edge.hub import identity
 from energy_edge.hub.core import EdgeHub
-from energy_edge.hub.http_api import service_app, workload_app
+from energy_edge.hub.http_api import service_app
 from energy_edge.hub.manifest import load_manifest
 from energy_edge.hub.mqtt_server import start_mqtt_server
+from energy_edge.hub.workload_api import ModuleSockets, socket_dir, workload_app
 
 log = logging.getLogger("energy_edge.hub")
 
@@ -46,10 +47,11 @@ class PortInUseError(RuntimeError):
 class RunningHub:
     """An emulator bound to its ports; `close()` stops it."""
 
-    def __init__(self, options: HubOptions, hub: EdgeHub, servers: list[Any]) -> None:
+    def __init__(self, options: HubOptions, hub: EdgeHub, servers: list[Any], sockets: ModuleSockets) -> None:
         self.options = options
         self.hub = hub
         self._servers = servers
+        self.sockets = sockets
 
     @property
     def hub_json_path(self) -> Path:
@@ -61,6 +63,7 @@ class RunningHub:
                 await server.cleanup()
             else:
                 server.close()
+        await self.sockets.close()
         await self.hub.stop()
         for server in self._servers:
             if isinstance(server, asyncio.Server):
@@ -93,6 +96,7 @@ async def start_hub(options: HubOptions) -> RunningHub:
     if options.https_port != 443:
         hub.service_hostnames.append(f"{public}:{options.https_port}")
     servers: list[Any] = []
+    sockets = ModuleSockets(hub, socket_dir(options.data_dir))
     context = _server_ssl_context(tls)
     try:
         try:
@@ -110,21 +114,27 @@ async def start_hub(options: HubOptions) -> RunningHub:
                 await web.TCPSite(runner, options.host, port, ssl_context=ssl_ctx, reuse_address=True).start()
             except OSError as exc:
                 raise _bind_error(options.host, port, what, exc) from exc
+        await sockets.sync()
     except BaseException:
-        await RunningHub(options, hub, servers).close()
+        await RunningHub(options, hub, servers, sockets).close()
         raise
     hub.start()
-    write_hub_json(options, hub, tls)
-    hub.on_config_applied.append(lambda: write_hub_json(options, hub, tls))
+    write_hub_json(options, hub, tls, sockets)
+
+    async def identities_changed() -> None:
+        await sockets.sync()
+        write_hub_json(options, hub, tls, sockets)
+
+    hub.on_config_applied.append(identities_changed)
     log.info(
         "emulator for device %s on %s: MQTT %d, HTTPS %d, workload %d; %d modules, %d routes",
         options.device_id, options.host, options.mqtt_port, options.https_port, options.workload_port,
         len(hub.modules), len(hub.edge.routes.routes),
     )
-    return RunningHub(options, hub, servers)
+    return RunningHub(options, hub, servers, sockets)
 
 
-def write_hub_json(options: HubOptions, hub: EdgeHub, tls: identity.TlsFiles) -> None:
+def write_hub_json(options: HubOptions, hub: EdgeHub, tls: identity.TlsFiles, sockets: ModuleSockets) -> None:
     host = options.advertise_host or options.host
     service_host = host if options.https_port == 443 else f"{host}:{options.https_port}"
     workload_uri = f"http://{host}:{options.workload_port}/"
@@ -141,7 +151,8 @@ def write_hub_json(options: HubOptions, hub: EdgeHub, tls: identity.TlsFiles) ->
                 "IOTEDGE_DEVICEID": hub.device_id,
                 "IOTEDGE_MODULEID": module_id,
                 "IOTEDGE_MODULEGENERATIONID": ident.generation_id,
-                "IOTEDGE_WORKLOADURI": workload_uri,
+                # The module's own workload socket: it signs for this module only, as IoT Edge's does.
+                "IOTEDGE_WORKLOADURI": sockets.uri(module_id),
                 "IOTEDGE_APIVERSION": WORKLOAD_API_VERSION,
                 "IOTEDGE_AUTHSCHEME": "sasToken",
             },
@@ -153,13 +164,10 @@ def write_hub_json(options: HubOptions, hub: EdgeHub, tls: identity.TlsFiles) ->
         "ca_cert": str(tls.ca_cert.resolve()),
         "mqtt_port": options.mqtt_port,
         "https_port": options.https_port,
-        "workload_uri": workload_uri,
+        "workload_uri": workload_uri,  # trust bundle only; each module signs on its own socket
         "service_connection_string": (
             f"HostName={service_host};SharedAccessKeyName={identity.SERVICE_POLICY_NAME};"
             f"SharedAccessKey={hub.service_key}"
-        ),
-        "device_connection_string": (
-            f"HostName={host};DeviceId={hub.device_id};SharedAccessKey={hub.device_key}"
         ),
         "upstream_store": str((options.data_dir / "hub.db").resolve()),
         "modules": modules,

@@ -98,6 +98,9 @@ class HubStore:
             (device_id, module_id, json.dumps(record)),
         )
 
+    def delete_twin(self, device_id: str, module_id: str) -> None:
+        self.db.execute("DELETE FROM twins WHERE device_id = ? AND module_id = ?", (device_id, module_id))
+
     # ------------------------------------------------------------ store and forward
 
     def enqueue(self, endpoints: list[tuple[str, float | None]], message: HubMessage) -> list[int]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from energy_edge.hub.errors import parse_error_body
 from energy_edge.hub.twins import merge_patch, removal_patch
 
 
@@ -54,7 +55,7 @@ def parse_connection_string(text: str) -> dict[str, str]:
     return fields
 
 
-def resolve_connection(args: argparse.Namespace) -> Connection:
+def resolve_connection(args: argparse.Namespace, need_device: bool = True) -> Connection:
     connection_string = args.connection_string or os.environ.get("IOTHUB_CONNECTION_STRING")
     device_id = args.device or os.environ.get("IOTHUB_DEVICE_ID")
     if args.hub_json:
@@ -68,10 +69,10 @@ def resolve_connection(args: argparse.Namespace) -> Connection:
     if not connection_string:
         raise OperatorError("no connection string: give --connection-string, set IOTHUB_CONNECTION_STRING, "
                             "or --hub-json for the local emulator")
-    if not device_id:
+    if not device_id and need_device:
         raise OperatorError("no device: give --device or set IOTHUB_DEVICE_ID")
     fields = parse_connection_string(connection_string)
-    return Connection(connection_string, device_id, fields["HostName"])
+    return Connection(connection_string, device_id or "", fields["HostName"])
 
 
 def registry(conn: Connection) -> Any:
@@ -88,8 +89,10 @@ def service_error(exc: Exception, what: str) -> OperatorError:
     if response is not None:
         try:
             body = response.json()
-            detail = body.get("message") or body.get("Message") or ""
-        except ValueError:
+            inner = parse_error_body(body)  # IoT Hub: Message is a JSON string with the numeric errorCode
+            detail = f"{inner.get('message', '')} (error {inner.get('errorCode')})" if inner else \
+                body.get("message") or body.get("Message") or ""
+        except (ValueError, AttributeError):
             detail = (response.text or "")[:200]
     if status == 401:
         return OperatorError(f"{what}: the hub refused the credentials (401): check the connection string's key")
@@ -301,15 +304,21 @@ def cmd_method_call(args: argparse.Namespace) -> int:
     return 0 if result.status == 200 else 2
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from azure.iot.hub import IoTHubConfigurationManager
-    from azure.iot.hub.models import ConfigurationContent
-
-    conn = resolve_connection(args)
+def _deployment_content(args: argparse.Namespace) -> dict[str, Any]:
+    """The manifest's modulesContent with ${NAME} expanded (`.env` beside it, the environment, --env-file)."""
     from energy_edge.hub.manifest import expand_variables, read_env_file
 
     path = Path(args.manifest)
-    text, missing = expand_variables(path.read_text(), {**read_env_file(path.parent / ".env"), **os.environ})
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        raise OperatorError(f"{path} not found") from None
+    env = {**read_env_file(path.parent / ".env"), **os.environ}
+    for env_file in args.env_file or []:
+        if not Path(env_file).is_file():
+            raise OperatorError(f"env file {env_file} not found")
+        env.update(read_env_file(Path(env_file)))
+    text, missing = expand_variables(raw, env)
     unresolved = [m for m in missing if not m.startswith("MODULES")]
     if unresolved:
         raise OperatorError(f"{path}: variables not set: {', '.join(unresolved)}")
@@ -318,14 +327,110 @@ def cmd_deploy(args: argparse.Namespace) -> int:
               "(energy-edge manifest build), the emulator does not", file=sys.stderr)
     try:
         content = json.loads(text)["modulesContent"]
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise OperatorError(f"{path} is not a deployment manifest: {exc}") from None
+    if not isinstance(content, dict):
+        raise OperatorError(f"{path}: modulesContent must be an object")
+    return content
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from azure.iot.hub import IoTHubConfigurationManager
+    from azure.iot.hub.models import Configuration, ConfigurationContent
+
+    if args.list or args.delete:
+        return _deployments_list_or_delete(args)
+    if not args.manifest:
+        raise OperatorError("give a manifest to deploy, or --list / --delete ID")
+    content = _deployment_content(args)
+    layered = "properties.desired" not in content.get("$edgeAgent", {})
+    automatic = args.deployment_id is not None
+    if automatic and not args.target_condition:
+        raise OperatorError("--deployment-id needs --target-condition (e.g. \"tags.site='berlin-01'\")")
+    if not automatic and (args.target_condition or args.priority is not None):
+        raise OperatorError("--target-condition and --priority make an automatic deployment: give --deployment-id")
+    if not automatic and layered:
+        raise OperatorError(f"{args.manifest} is a layered deployment: create it with --deployment-id, "
+                            "--target-condition and --priority (a device takes layers only on top of a base)")
+    # An automatic deployment targets devices by its condition, not by id.
+    conn = resolve_connection(args, need_device=not automatic)
+    manager = IoTHubConfigurationManager.from_connection_string(conn.connection_string)
+    if not automatic:
+        try:
+            manager.apply_configuration_on_edge_device(conn.device_id, ConfigurationContent(modules_content=content))
+        except Exception as exc:
+            raise service_error(exc, f"deployment to {conn.device_id}") from exc
+        print(f"applied {Path(args.manifest).name} to {conn.device_id}: {len(content) - 2} module twin(s)")
+        return 0
+    labels = dict(pair.split("=", 1) for pair in args.label or [] if "=" in pair)
+    config = Configuration(id=args.deployment_id, schema_version="1.0", labels=labels,
+                           content=ConfigurationContent(modules_content=content),
+                           target_condition=args.target_condition, priority=args.priority or 0)
     try:
-        IoTHubConfigurationManager.from_connection_string(conn.connection_string).apply_configuration_on_edge_device(
-            conn.device_id, ConfigurationContent(modules_content=content))
+        created = manager.create_configuration(config)
     except Exception as exc:
-        raise service_error(exc, f"deployment to {conn.device_id}") from exc
-    print(f"applied {path.name} to {conn.device_id}: {len(content) - 2} module twin(s)")
+        raise service_error(exc, f"deployment {args.deployment_id}") from exc
+    kind = "layered deployment" if layered else "deployment"
+    if args.json:
+        print(json.dumps({"id": created.id, "layered": layered, "targetCondition": created.target_condition,
+                          "priority": created.priority}))
+    else:
+        print(f"created {kind} {created.id}: {created.target_condition!s} at priority {created.priority}")
+    return 0
+
+
+def _deployments_list_or_delete(args: argparse.Namespace) -> int:
+    from azure.iot.hub import IoTHubConfigurationManager
+
+    conn = resolve_connection(args, need_device=False)
+    manager = IoTHubConfigurationManager.from_connection_string(conn.connection_string)
+    if args.delete:
+        try:
+            manager.delete_configuration(args.delete)
+        except Exception as exc:
+            raise service_error(exc, f"deployment {args.delete}") from exc
+        print(f"deleted deployment {args.delete}")
+        return 0
+    try:
+        configs = manager.get_configurations()
+    except Exception as exc:
+        raise service_error(exc, "deployments") from exc
+    rows = [{"id": c.id, "kind": _deployment_kind(c), "targetCondition": c.target_condition,
+             "priority": c.priority, "applied": _applied_count(c) > 0} for c in configs]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':<32} {'kind':<8} {'priority':>8} {'applied':<8} target")
+    for row in rows:
+        applied = "yes" if row["applied"] else "no"
+        print(f"{row['id']:<32} {row['kind']:<8} {row['priority']:>8} {applied:<8} {row['targetCondition']}")
+    return 0
+
+
+def _applied_count(config: Any) -> int:
+    """IoT Hub's system metric: how many devices run this deployment (on the emulator, its device or none)."""
+    results = (config.system_metrics.results if config.system_metrics else None) or {}
+    return int(results.get("appliedCount", 0))
+
+
+def _deployment_kind(config: Any) -> str:
+    """base / layered (IoT Edge deployments) or device (automatic device management)."""
+    modules_content = config.content.modules_content if config.content else None
+    if not modules_content:
+        return "device"
+    return "base" if "properties.desired" in (modules_content.get("$edgeAgent") or {}) else "layered"
+
+
+def cmd_device_tag(args: argparse.Namespace) -> int:
+    from azure.iot.hub.models import Twin
+
+    conn = resolve_connection(args)
+    tags = parse_assignments(args.assignments)
+    try:
+        twin = registry(conn).update_twin(conn.device_id, Twin(tags=tags))
+    except Exception as exc:
+        raise service_error(exc, f"tags of {conn.device_id}") from exc
+    print(json.dumps(twin.tags, indent=None if args.json else 2))
     return 0
 
 
@@ -379,7 +484,20 @@ def add_operator_parsers(subparsers: Any) -> None:
     _connection_options(call)
     call.set_defaults(func=_guarded(cmd_method_call))
 
-    deploy = subparsers.add_parser("deploy", help="apply a deployment manifest to an edge device")
-    deploy.add_argument("manifest")
+    deploy = subparsers.add_parser(
+        "deploy", help="apply a deployment manifest to an edge device, or create an automatic (layered) deployment")
+    deploy.add_argument("manifest", nargs="?", help="deployment manifest or template (base or layered)")
+    deploy.add_argument("--list", action="store_true", help="list the hub's automatic deployments")
+    deploy.add_argument("--delete", metavar="ID", help="delete an automatic deployment")
+    deploy.add_argument("--env-file", action="append", help="${NAME} values, e.g. deployment/sites/prod/<site>.env")
+    deploy.add_argument("--deployment-id", help="create an automatic deployment with this id instead of applying")
+    deploy.add_argument("--target-condition", help="devices it targets, e.g. \"tags.environment='dev'\"")
+    deploy.add_argument("--priority", type=int, help="higher wins: the base of highest priority, layers in order")
+    deploy.add_argument("--label", action="append", help="key=value label of the deployment")
     _connection_options(deploy)
     deploy.set_defaults(func=_guarded(cmd_deploy))
+
+    tag = subparsers.add_parser("tag", help="set the edge device's twin tags (deployments target devices by tags)")
+    tag.add_argument("assignments", nargs="+", help="key=value … (JSON values; a.b=… nests; key=null deletes)")
+    _connection_options(tag)
+    tag.set_defaults(func=_guarded(cmd_device_tag))
