@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint tools
-	$(BIN)/python -m pytest --cov=energy_edge --cov=energy_edge_base --cov-report=term:skip-covered
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 # The reliability suite's long form: >= 10 000 generated inputs and an accelerated week of soak with faults.
 reliability: install
