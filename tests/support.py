@@ -350,3 +350,18 @@ class Site:
             self.probe.close()
         self.hub.stop()
         self.sim.stop()
+
+
+def wait_status(site: Site, predicate: Any, what: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The controller's status (`get_status` through the service API) once `predicate` holds; on a timeout the
+    error shows the last status and the tail of the controller's log."""
+    deadline = time.monotonic() + timeout_s
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        code, payload = site.call("controller", "get_status", {})
+        status = payload.get("status", {}) if code == 200 else {}
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"controller never reached {what}: {status}\n"
+                         f"{site.modules['controller'].output()[-3000:]}")

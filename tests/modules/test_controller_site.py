@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from energy_edge.hub.store import query_upstream
-from tests.support import Site
+from tests.support import Site, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +40,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield site
     finally:
         site.stop()
-
-
-def wait_status(site: Site, predicate: Any, what: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        code, payload = site.call("controller", "get_status", {})
-        status = payload.get("status", {}) if code == 200 else {}
-        if predicate(status):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"controller never reached {what}: {status}")
 
 
 def wait_sim(site: Site, predicate: Any, what: str, timeout_s: float = 30) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from energy_edge.hub.store import query_upstream
-from tests.support import Site, environment
+from tests.support import Site, environment, wait_status
 
 LIMIT_KW = 150.0
 CONTROLLER = {
@@ -110,20 +110,6 @@ def forged_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site
     finally:
         meter.close()
         site.stop()
-
-
-def wait_status(site: Site, predicate: Any, what: str, timeout_s: float = 30) -> dict[str, Any]:
-    """The controller's status (get_status through the service API) once `predicate` holds."""
-    deadline = time.monotonic() + timeout_s
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        code, payload = site.call("controller", "get_status", {})
-        status = payload.get("status", {}) if code == 200 else {}
-        if predicate(status):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"controller never reached {what}: {status}\n"
-                         f"{site.modules['controller'].output()[-3000:]}")
 
 
 def wait_for(predicate: Any, what: str, timeout_s: float = 30, interval_s: float = 0.1) -> Any:
