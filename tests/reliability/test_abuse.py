@@ -10,8 +10,6 @@ import socket
 import ssl
 import struct
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from energy_edge.hub.errors import parse_error_body
-from energy_edge.hub.identity import make_sas
 from energy_edge.hub.store import query_upstream
+from energy_edge.service import ServiceClient
 from tests.reliability.conftest import FUZZ_EXAMPLES, alive, record, upstream_events, wait_for, wait_status
 from tests.support import Site, registry_manager
 
@@ -31,17 +29,7 @@ pytestmark = pytest.mark.integration
 def raw_invoke(site: Site, module_id: str, body: bytes) -> tuple[int, Any]:
     """POST a method invocation as raw bytes (the service SDK would refuse to encode some of these)."""
     hub = site.hub.hub_json
-    key = dict(p.split("=", 1) for p in hub["service_connection_string"].split(";"))["SharedAccessKey"]
-    request = urllib.request.Request(
-        f"https://{site.host}/twins/{hub['device_id']}/modules/{module_id}/methods?api-version=2021-04-12",
-        data=body, method="POST", headers={"Content-Type": "application/json",
-                                           "Authorization": make_sas(site.host, key, policy="iothubowner")})
-    context = ssl.create_default_context(cafile=hub["ca_cert"])
-    try:
-        with urllib.request.urlopen(request, timeout=20, context=context) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+    return ServiceClient.from_hub_json(hub, timeout_s=20).invoke(hub["device_id"], module_id, "", raw=body)
 
 
 def method_body(name: str, payload: Any) -> bytes:

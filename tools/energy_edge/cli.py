@@ -7,11 +7,8 @@ import asyncio
 import json
 import logging
 import re
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -98,23 +95,16 @@ def _hub_messages(args: argparse.Namespace) -> int:
 
 
 def _admin_call(data_dir: str, method: str, path: str, body: Any = None) -> Any:
-    from energy_edge.hub import identity
+    from energy_edge.service import ServiceClient
 
-    hub = _load_hub_json(data_dir)
-    fields = dict(p.split("=", 1) for p in hub["service_connection_string"].split(";"))
-    token = identity.make_sas(fields["HostName"], fields["SharedAccessKey"], policy=fields["SharedAccessKeyName"])
-    request = urllib.request.Request(
-        f"https://{fields['HostName']}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": token, "Content-Type": "application/json"},
-    )
-    context = ssl.create_default_context(cafile=hub["ca_cert"])
+    client = ServiceClient.from_hub_json(_load_hub_json(data_dir))
     try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.URLError as exc:
-        raise SystemExit(f"energy-edge: the emulator at {fields['HostName']} did not answer: {exc}") from exc
+        status, answer = client.call(method, path, body)
+    except OSError as exc:
+        raise SystemExit(f"energy-edge: the emulator at {client.credentials.host} did not answer: {exc}") from exc
+    if status >= 400:
+        raise SystemExit(f"energy-edge: {method} {path} answered {status}: {answer}")
+    return answer
 
 
 def _hub_upstream(args: argparse.Namespace) -> int:

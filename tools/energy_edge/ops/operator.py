@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from energy_edge.hub.errors import parse_error_body
 from energy_edge.hub.twins import merge_patch, removal_patch
+from energy_edge.service import ConnectionStringError, parse_connection_string
 
 
 class OperatorError(Exception):
@@ -36,23 +37,6 @@ class Connection:
     connection_string: str
     device_id: str
     hostname: str
-
-
-def parse_connection_string(text: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for part in text.strip().split(";"):
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not value:
-            raise OperatorError(f"connection string part {part!r} is not Key=Value")
-        fields[key] = value
-    missing = {"HostName", "SharedAccessKeyName", "SharedAccessKey"} - fields.keys()
-    if missing:
-        hint = " (that is a device or module connection string; use a service policy's)" if "DeviceId" in fields \
-            else ""
-        raise OperatorError(f"connection string lacks {', '.join(sorted(missing))}{hint}")
-    return fields
 
 
 def resolve_connection(args: argparse.Namespace, need_device: bool = True) -> Connection:
@@ -71,8 +55,11 @@ def resolve_connection(args: argparse.Namespace, need_device: bool = True) -> Co
                             "or --hub-json for the local emulator")
     if not device_id and need_device:
         raise OperatorError("no device: give --device or set IOTHUB_DEVICE_ID")
-    fields = parse_connection_string(connection_string)
-    return Connection(connection_string, device_id or "", fields["HostName"])
+    try:
+        credentials = parse_connection_string(connection_string)
+    except ConnectionStringError as exc:
+        raise OperatorError(str(exc)) from None
+    return Connection(connection_string, device_id or "", credentials.host)
 
 
 def registry(conn: Connection) -> Any:

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import signal
-import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from energy_edge.hub import identity
 from energy_edge.hub.store import query_upstream
 from energy_edge.run import report
 from energy_edge.run.supervisor import REPO, Supervisor
+from energy_edge.service import ServiceClient
 
 log = logging.getLogger("energy_edge.run")
 
@@ -46,29 +45,20 @@ class RunOptions:
 
 
 class ServiceApi:
-    """The emulator's service REST API, for the live view (status and counters)."""
+    """The emulator's service API for the live view (status and counters), off the event loop."""
 
     def __init__(self, hub_info: dict[str, Any]) -> None:
-        fields = dict(p.split("=", 1) for p in hub_info["service_connection_string"].split(";"))
-        self.host, self.key, self.policy = fields["HostName"], fields["SharedAccessKey"], fields["SharedAccessKeyName"]
+        self.client = ServiceClient.from_hub_json(hub_info, timeout_s=5)
         self.device_id = hub_info["device_id"]
-        self.ssl = ssl.create_default_context(cafile=hub_info["ca_cert"])
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": identity.make_sas(self.host, self.key, policy=self.policy)}
+    async def status(self) -> dict[str, Any]:
+        status, doc = await asyncio.to_thread(self.client.call, "GET", "/admin/status")
+        return dict(doc) if status == 200 and isinstance(doc, dict) else {}
 
-    async def status(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        async with session.get(f"https://{self.host}/admin/status", headers=self._headers(), ssl=self.ssl) as r:
-            doc: dict[str, Any] = await r.json()
-            return doc
-
-    async def controller_status(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        body = {"methodName": "get_status", "payload": {}, "responseTimeoutInSeconds": 5}
-        url = f"https://{self.host}/twins/{self.device_id}/modules/controller/methods"
-        async with session.post(url, json=body, headers=self._headers(), ssl=self.ssl) as r:
-            doc = await r.json()
-        status: dict[str, Any] = doc.get("payload", {}).get("status", {}) if r.status == 200 else {}
-        return status
+    async def controller_status(self) -> dict[str, Any]:
+        status, doc = await asyncio.to_thread(self.client.invoke, self.device_id, "controller", "get_status", {}, 5)
+        answer = doc.get("payload", {}).get("status", {}) if status == 200 and isinstance(doc, dict) else {}
+        return dict(answer)
 
 
 def latest_capabilities(hub_db: Path, since_s: float) -> dict[str, Any]:
@@ -123,9 +113,9 @@ async def run(options: RunOptions) -> int:
                 if time.monotonic() >= next_status:
                     next_status = time.monotonic() + STATUS_EVERY_S
                     try:
-                        hub_status = await api.status(session)
-                        controller = await api.controller_status(session)
-                    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                        hub_status = await api.status()
+                        controller = await api.controller_status()
+                    except (OSError, ValueError) as exc:
                         log.debug("status not read: %s", exc)
                     capabilities = latest_capabilities(hub_db, started_wall)
                     supervisor.write_state()
