@@ -16,7 +16,6 @@ from typing import Any, cast
 
 import pytest
 
-from energy_edge.hub import routes
 from energy_edge.hub.routes import (
     DEFAULT_PRIORITY,
     NULL,
@@ -29,6 +28,7 @@ from energy_edge.hub.routes import (
     compile_condition,
     parse_route,
 )
+from energy_edge.hub.routing import types as route_types
 
 JSON_SYS = {"contentType": "application/json", "contentEncoding": "utf-8"}
 UPSTREAM = Endpoint("upstream")
@@ -1155,13 +1155,13 @@ def test_body_value_reports_null_and_undefined() -> None:
 
 def test_body_is_parsed_at_most_once_per_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
-    original = routes._load_json_body
+    original = route_types._load_json_body  # the evaluation context reads bodies through it
 
     def counting(content_type: Any, content_encoding: Any, body: bytes) -> Any:
         calls.append(body)
         return original(content_type, content_encoding, body)
 
-    monkeypatch.setattr(routes, "_load_json_body", counting)
+    monkeypatch.setattr(route_types, "_load_json_body", counting)
     table = RouteTable.from_manifest(
         {
             "hot": "FROM /messages/* WHERE $body.temp > 80 INTO $upstream",
