@@ -253,6 +253,7 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
     """Polls every configured device each interval and sends one telemetry message per device."""
 
     device_class: ClassVar[type[AssetDevice[Any]]]
+    outputs: ClassVar[frozenset[str]] = EdgeModule.outputs | {TELEMETRY_OUTPUT}
 
     def __init__(self) -> None:
         super().__init__()

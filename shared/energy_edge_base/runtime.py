@@ -47,6 +47,11 @@ class EdgeModule(abc.ABC, Generic[ConfigT]):
 
     name: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
+    # What the module sends and handles, as data: the manifest check reads these (routes must name outputs a
+    # module sends on and inputs it handles); `send` refuses an undeclared output and the runtime an input
+    # handler that is not declared, so the declaration cannot drift from the code.
+    outputs: ClassVar[frozenset[str]] = frozenset({EVENTS_OUTPUT})
+    input_names: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self.methods = MethodRegistry()
@@ -64,6 +69,8 @@ class EdgeModule(abc.ABC, Generic[ConfigT]):
     def send(self, output: str, body: BaseModel | Mapping[str, Any], properties: Mapping[str, str] | None = None
              ) -> None:
         """Queue a JSON message on `output` (never blocks; see Outbox for what happens when full)."""
+        if output not in self.outputs:
+            raise ValueError(f"{self.name} sends on output {output!r}, which it does not declare in `outputs`")
         assert self.runtime is not None
         self.runtime.outbox.put(output, build_message(body, properties))
 
@@ -127,6 +134,9 @@ class ModuleRuntime(Generic[ConfigT]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._initial_version = -1
         module.runtime = self
+        if set(module.inputs) != module.input_names:
+            raise ValueError(f"{module.name} handles inputs {sorted(module.inputs)} but declares "
+                             f"{sorted(module.input_names)} in `input_names`")
         module.methods.on_result.append(
             lambda name, status: self.metrics.method_calls.labels(method=name, status=str(status)).inc()
         )

@@ -52,6 +52,7 @@ class StateResponse(BaseModel):
 class ExampleModule(EdgeModule[ExampleConfig]):
     name = "example"
     config_model = ExampleConfig
+    outputs = EdgeModule.outputs | {"telemetry"}
 
     def __init__(self) -> None:
         super().__init__()

@@ -119,6 +119,8 @@ class StatusResponse(BaseModel):
 class ControllerModule(EdgeModule[ControllerConfig]):
     name = "controller"
     config_model = ControllerConfig
+    outputs = EdgeModule.outputs | {CAPABILITY_OUTPUT, SUMMARY_OUTPUT}
+    input_names = frozenset({"telemetry"})
 
     def __init__(self) -> None:
         super().__init__()

@@ -32,6 +32,7 @@ class Endpoint(BaseModel):
 class TelemetryModule(EdgeModule[TelemetryConfig]):
     name = "telemetry"
     config_model = TelemetryConfig
+    input_names = frozenset({"telemetry", "controller"})
 
     def __init__(self) -> None:
         super().__init__()

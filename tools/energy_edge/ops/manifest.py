@@ -20,7 +20,8 @@ Check (``energy-edge manifest check``; the same functions run in ``make test``):
 against the official IoT Edge JSON Schemas (SchemaStore's deployment template 4.0, edgeAgent 1.1, edgeHub 1.2);
 each module's desired properties validate against the configuration model the module registers in the
 ``energy_edge_base.schemas`` entry-point group (``config.<module id>``); every route parses and names
-modules, outputs and inputs that exist and that the module code actually sends on and handles; nothing
+modules, outputs and inputs that exist and that the module class declares it sends on and handles (`outputs`,
+`input_names`, which the runtime enforces); nothing
 but one named output reaches ``$upstream`` and never raw telemetry; every module built from this repository
 has its folder, ``module.json`` and a Dockerfile per platform. A layered template is checked merged onto
 every base template.
@@ -34,12 +35,10 @@ import contextlib
 import copy
 import functools
 import importlib
-import inspect
 import json
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,12 +359,12 @@ def schema_problems(manifest: Mapping[str, Any], where: str) -> list[Problem]:
 
 @dataclass(frozen=True)
 class ModuleInterface:
-    """Outputs a module sends on and inputs it handles, read from its code."""
+    """Outputs a module sends on and inputs it handles, as the module class declares them (`outputs`,
+    `input_names`; the runtime holds the code to them)."""
 
     entry: str | None  # "package.module:Class", None when the folder has no EdgeModule main.py
     outputs: frozenset[str] = frozenset()
     inputs: frozenset[str] = frozenset()
-    unresolved: tuple[str, ...] = ()  # expressions naming an output or input that are not constants
 
 
 def _main_class(main: Path) -> tuple[str, str] | None:
@@ -383,26 +382,6 @@ def _main_class(main: Path) -> tuple[str, str] | None:
     return None
 
 
-def _resolve(node: ast.expr, namespace: Mapping[str, Any]) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.Name):
-        value = namespace.get(node.id)
-        return value if isinstance(value, str) else None
-    if isinstance(node, ast.Attribute):
-        owner: Any = None
-        if isinstance(node.value, ast.Name):
-            owner = namespace.get(node.value.id)
-        value = getattr(owner, node.attr, None) if owner is not None else None
-        return value if isinstance(value, str) else None
-    return None
-
-
-def _is_self_attr(node: ast.expr, attr: str) -> bool:
-    return (isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name)
-            and node.value.id == "self")
-
-
 @contextlib.contextmanager
 def _on_path(folder: Path) -> Iterator[None]:
     sys.path.insert(0, str(folder))
@@ -414,7 +393,7 @@ def _on_path(folder: Path) -> Iterator[None]:
 
 
 def module_interface(folder: Path) -> ModuleInterface:
-    """Read `self.send(<output>, …)` and `self.inputs[<input>] = …` in every class of the module's MRO."""
+    """The interface the module class that main.py runs declares."""
     main = folder / "main.py"
     found = _main_class(main) if main.is_file() else None
     if found is None:
@@ -422,29 +401,7 @@ def module_interface(folder: Path) -> ModuleInterface:
     module_name, class_name = found
     with _on_path(folder):
         cls = getattr(importlib.import_module(module_name), class_name)
-    outputs: set[str] = set()
-    inputs: set[str] = set()
-    unresolved: list[str] = []
-    for klass in cls.__mro__:
-        if klass.__module__ in ("builtins", "abc", "typing"):
-            continue
-        try:
-            source = textwrap.dedent(inspect.getsource(klass))
-        except (OSError, TypeError):
-            continue
-        namespace = vars(sys.modules[klass.__module__])
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Call) and _is_self_attr(node.func, "send") and node.args:
-                value = _resolve(node.args[0], namespace)
-                (outputs.add(value) if value is not None
-                 else unresolved.append(f"{klass.__name__}: send({ast.unparse(node.args[0])})"))
-            elif isinstance(node, ast.Assign):
-                for target in node.targets:
-                    if isinstance(target, ast.Subscript) and _is_self_attr(target.value, "inputs"):
-                        value = _resolve(target.slice, namespace)
-                        (inputs.add(value) if value is not None
-                         else unresolved.append(f"{klass.__name__}: inputs[{ast.unparse(target.slice)}]"))
-    return ModuleInterface(f"{module_name}:{class_name}", frozenset(outputs), frozenset(inputs), tuple(unresolved))
+    return ModuleInterface(f"{module_name}:{class_name}", frozenset(cls.outputs), frozenset(cls.input_names))
 
 
 # ====================================================================== cross-artefact checks
