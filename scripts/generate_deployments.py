@@ -29,6 +29,8 @@ PRODUCTION = DEPLOYMENT / "deployment.production.template.json"
 DIAGNOSTICS = DEPLOYMENT / "layered" / "diagnostics.template.json"
 
 LAB_ONLY_MODULES = ("simulator",)
+# hardware sites start read-only: a site layer turns the console's operator actions on where they are wanted
+PRODUCTION_DESIRED = {"console": {"operator_actions_enabled": False}}
 UNASSIGNED_SITE = "unassigned"
 DIAGNOSTICS_MODULE = "controller"
 DIAGNOSTICS_ENV = {"LOG_LEVEL": {"value": "DEBUG"}, "LOG_FORMAT": {"value": "json"}, "METRICS_PORT": {"value": "9600"}}
@@ -48,6 +50,7 @@ def production(template: dict[str, Any]) -> dict[str, Any]:
                 desired["site_id"] = UNASSIGNED_SITE
             if "devices" in desired:
                 desired["devices"] = []
+            desired.update(PRODUCTION_DESIRED.get(name, {}))
     return manifest
 
 

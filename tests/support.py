@@ -187,6 +187,7 @@ MODULE_FOLDERS = {
     "microgrid-controller": "microgrid-controller-module",
     "controller": "controller-module",
     "telemetry": "telemetry-module",
+    "console": "console-module",
 }
 DEPLOYMENT = REPO / "deployment" / "deployment.template.json"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, Generic
 
 from azure.iot.device import Message, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from energy_edge_base.config import ConfigOutcome, ConfigT, TwinConfig
 from energy_edge_base.logs import configure_logging
@@ -37,6 +38,16 @@ CONNECT_RETRY_MIN_S = 1.0
 CONNECT_RETRY_MAX_S = 30.0
 SAFE_STATE_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
+
+
+class NoArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigReport(BaseModel):
+    module: str
+    started: str
+    config: dict[str, Any]
 
 
 class EdgeModule(abc.ABC, Generic[ConfigT]):
@@ -95,6 +106,12 @@ class ModuleRuntime(Generic[ConfigT]):
         module.methods.on_result.append(
             lambda name, status: self.metrics.method_calls.labels(method=name, status=str(status)).inc()
         )
+        # What the module last reported under `config`, also answered by `get_config`: another module (the
+        # site console) cannot read this module's twin, but it can call its methods.
+        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.last_reported: dict[str, Any] = {}
+        module.methods.register("get_config", NoArguments, ConfigReport, self._get_config,
+                                "This module's twin configuration status (as reported) and when it started.")
 
     # ------------------------------------------------------------ SDK bridge
 
@@ -161,7 +178,12 @@ class ModuleRuntime(Generic[ConfigT]):
 
     async def _publish_outcome(self, outcome: ConfigOutcome) -> None:
         self.metrics.twin_config.labels(result=outcome.status).inc()
-        await self.report(self.config.reported(outcome))
+        reported = self.config.reported(outcome)
+        self.last_reported = next(iter(reported.values()))
+        await self.report(reported)
+
+    async def _get_config(self, request: NoArguments) -> ConfigReport:
+        return ConfigReport(module=self.module.name, started=self.started, config=self.last_reported)
 
     async def report(self, patch: dict[str, Any]) -> None:
         try:
