@@ -309,7 +309,9 @@ class Site:
         self.manifest_path.write_text(json.dumps(site_manifest(self.host, drop, desired=desired), indent=2))
         self.hub = HubProcess(self.manifest_path, root / "hub", self.host)
         self.module_ids = modules
-        self.extra_env = {"STATE_DIR": str(root / "state"), **(extra_env or {})}
+        # servers a module opens (the console, /metrics) listen on the site's own loopback address
+        self.extra_env = {"STATE_DIR": str(root / "state"), "ENERGY_EDGE_BIND_ADDRESS": self.host,
+                          **(extra_env or {})}
         self.modules: dict[str, ModuleProcess] = {}
         self.probe: TelemetryProbe | None = None
 

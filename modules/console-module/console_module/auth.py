@@ -3,51 +3,19 @@
 The credential lives on the module's volume (or wherever `CONSOLE_CREDENTIALS_FILE` points), never in the
 twin: whoever can edit the twin can enable actions, not sign in. The file holds PBKDF2-SHA256 hashes:
 `{"users": {"technician": "pbkdf2_sha256$<iterations>$<salt b64>$<hash b64>"}}`
-(`energy-edge console set-password` writes it).
+(`energy-edge console set-password` writes it; `energy_edge_base.credentials`).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ITERATIONS = 200_000
+from energy_edge_base.credentials import hash_password, read_credentials, verify_password
+
 # one address may try more often than one user name (a shared tablet, several technicians), but not without end
 ADDRESS_FACTOR = 4
-
-
-def hash_password(password: str, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    return f"pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    try:
-        scheme, iterations, salt, digest = encoded.split("$")
-        if scheme != "pbkdf2_sha256":
-            return False
-        expected = base64.b64decode(digest)
-        got = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, expected)
-
-
-def write_credentials(path: Path, users: dict[str, str]) -> None:
-    """Write hashes (user → encoded hash) readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"users": users}, f, indent=2)
-    tmp.replace(path)
 
 
 class Credentials:
@@ -57,12 +25,7 @@ class Credentials:
         self.path = path
 
     def users(self) -> dict[str, str]:
-        try:
-            doc = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        users = doc.get("users") if isinstance(doc, dict) else None
-        return {str(k): str(v) for k, v in users.items()} if isinstance(users, dict) else {}
+        return read_credentials(self.path)
 
     @property
     def configured(self) -> bool:

@@ -39,7 +39,7 @@ class ConsoleConfig(BaseModel):
         5, ge=1, le=100, description="Failed sign-ins for one user name (or 4× from one address) before lock-out."
     )
     lockout_s: float = Field(300.0, ge=1, le=86_400, description="How long a lock-out lasts, seconds.")
-    method_timeout_s: int = Field(10, ge=1, le=300, description="How long an operator action waits for the module.")
+    method_timeout_s: int = Field(10, ge=5, le=300, description="How long an operator action waits for the module.")
     modules: list[str] = Field(
         default_factory=lambda: ["microgrid-controller", "solar", "battery", "boiler", "controller", "telemetry"],
         description="Modules whose twin status (get_config) the devices page shows.",

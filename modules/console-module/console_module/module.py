@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import time
@@ -31,6 +32,8 @@ log = logging.getLogger("console_module")
 
 STORE_FILE = "console.db"
 CREDENTIALS_FILE = "console-credentials.json"
+PENDING_MAX = 1000
+METHOD_TIMEOUT_MIN_S = 5  # IoT Hub refuses a direct method's responseTimeoutInSeconds below 5
 
 
 class ConsoleModule(EdgeModule[ConsoleConfig]):
@@ -50,6 +53,7 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
         self.runner: web.AppRunner | None = None
         self._bound: tuple[str, int] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.pending: list[tuple[Any, float, dt.datetime]] = []
         self.inputs["telemetry"] = self.on_message
         self.inputs["controller"] = self.on_message
 
@@ -60,6 +64,9 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
             self.store = ConsoleStore(self.store_path, config.history_hours * 3600, config.events_kept)
             self.view = SiteView(config, self.store)
             self.view.event("restart", "info", "console started", now_s=time.time())
+            for body, now_s, site_now in self.pending:
+                self.view.take(body, now_s, site_now)
+            self.pending = []
         assert self.view is not None
         self.store.history_s, self.store.events_kept = config.history_hours * 3600, config.events_kept
         self.view.config = config
@@ -88,8 +95,12 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
     # ------------------------------------------------------------ data
 
     async def on_message(self, body: Any, message: Any) -> None:
-        if self.view is None:  # the twin is not read yet: a reading is worth nothing before there is a page
-            self.metrics.messages_dropped.labels(reason="starting").inc()
+        if self.view is None:
+            # routed messages can arrive before the twin is read: keep them (capability changes are sent once)
+            if len(self.pending) < PENDING_MAX:
+                self.pending.append((body, time.time(), self.clock.now()))
+            else:
+                self.metrics.messages_dropped.labels(reason="starting").inc()
             return
         if not self.view.take(body, time.time(), self.clock.now()):
             self.metrics.messages_dropped.labels(reason="unreadable").inc()
@@ -118,7 +129,7 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
                      timeout_s: int | None = None) -> tuple[int, Any]:
         """A direct method on another module of this device (edgeHub's module-to-module invoke)."""
         assert self.runtime is not None
-        timeout = timeout_s or self.config.method_timeout_s
+        timeout = max(METHOD_TIMEOUT_MIN_S, timeout_s or self.config.method_timeout_s)
         try:
             result: dict[str, Any] = await asyncio.wait_for(self.runtime.client.invoke_method(
                 {"methodName": method, "payload": payload, "responseTimeoutInSeconds": timeout,
@@ -137,13 +148,18 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
         await asyncio.gather(*self._tasks)
 
     async def _poll_controller(self) -> None:
+        failing = False
         while True:
             started = time.monotonic()
             status, answer = await self.invoke(self.config.controller_module, "get_status", {},
-                                               timeout_s=max(1, int(self.config.status_poll_s * 3)))
+                                               timeout_s=METHOD_TIMEOUT_MIN_S)
             if status == 200 and isinstance(answer, dict) and isinstance(answer.get("status"), dict):
                 assert self.view is not None
                 self.view.set_controller(answer["status"], time.time())
+                failing = False
+            elif not failing:
+                log.warning("%s.get_status -> %s %s", self.config.controller_module, status, answer)
+                failing = True
             await asyncio.sleep(max(0.0, self.config.status_poll_s - (time.monotonic() - started)))
 
     async def _poll_twins(self) -> None:

@@ -201,7 +201,8 @@ class SiteView:
                        f"{asset_id} offline: {new.get('fault') or 'no reply'}", asset_id, now_s=now_s)
         elif old.get("online") is False and new.get("online") is not False:
             self.event("fault", "info", f"{asset_id} back online", asset_id, now_s=now_s)
-        elif new.get("fault") and new.get("fault") != old.get("fault"):
+        elif new.get("online") is not False and new.get("fault") and new.get("fault") != old.get("fault"):
+            # (while offline the text changes with every retry: the transition above is the event)
             self.event("fault", "warning", f"{asset_id} fault: {new['fault']}", asset_id, now_s=now_s)
         elif old.get("fault") and not new.get("fault") and new.get("online") is not False:
             self.event("fault", "info", f"{asset_id} fault cleared", asset_id, now_s=now_s)

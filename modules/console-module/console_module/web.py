@@ -124,7 +124,8 @@ async def read_body(request: web.Request) -> Any:
 def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
     unknown = sorted(set(request.query) - allowed)
     if unknown:
-        raise FieldError(400, unknown[0], f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        allowed_text = ", ".join(sorted(allowed)) or "none"
+        raise FieldError(400, unknown[0], f"unknown query parameter {unknown[0]!r}; allowed: {allowed_text}")
     return {k: v for k, v in request.query.items() if v != ""}
 
 
@@ -316,8 +317,8 @@ class ConsoleApp:
         token, session = self.sessions.create(form.user, now, config.session_ttl_s)
         log.info("%r signed in from %s", form.user, address)
         response = web.json_response({"signed_in": True, "user": form.user, "csrf_token": session.csrf})
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=int(config.session_ttl_s),
-                            secure=request.secure)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                            max_age=int(config.session_ttl_s), secure=request.secure)
         return response
 
     async def sign_out(self, request: web.Request) -> web.Response:
