@@ -121,8 +121,11 @@ def test_production_is_the_base_without_the_simulator() -> None:
         assert spec == agent(base)["modules"][name], name
         section, base_section = desired(production, name), desired(base, name)
         assert section["site_id"] == "unassigned" and section.get("devices", []) == []  # the site layer's job
-        assert {k: v for k, v in section.items() if k not in ("site_id", "devices")} == \
-            {k: v for k, v in base_section.items() if k not in ("site_id", "devices")}, name
+        # the console starts read-only on hardware sites (a site layer may turn its actions on)
+        kept = ("site_id", "devices", "operator_actions_enabled")
+        assert {k: v for k, v in section.items() if k not in kept} == \
+            {k: v for k, v in base_section.items() if k not in kept}, name
+        assert section.get("operator_actions_enabled", False) is False, name
     assert routes(production) == routes(base)
     assert agent(production)["systemModules"] == agent(base)["systemModules"]
 

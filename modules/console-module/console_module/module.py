@@ -34,6 +34,7 @@ STORE_FILE = "console.db"
 CREDENTIALS_FILE = "console-credentials.json"
 PENDING_MAX = 1000
 METHOD_TIMEOUT_MIN_S = 5  # IoT Hub refuses a direct method's responseTimeoutInSeconds below 5
+ACTION_CONNECT_TIMEOUT_S = 5
 
 
 class ConsoleModule(EdgeModule[ConsoleConfig]):
@@ -126,14 +127,17 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
                         f"{user}: {target} {payload} → {status}", detail={"answer": answer})
 
     async def invoke(self, module_id: str, method: str, payload: dict[str, Any],
-                     timeout_s: int | None = None) -> tuple[int, Any]:
-        """A direct method on another module of this device (edgeHub's module-to-module invoke)."""
+                     timeout_s: int | None = None, connect_timeout_s: int = ACTION_CONNECT_TIMEOUT_S
+                     ) -> tuple[int, Any]:
+        """A direct method on another module of this device (edgeHub's module-to-module invoke). The device SDK
+        sends these one HTTP request at a time, so the polls do not wait for a module that is not connected
+        (`connect_timeout_s=0`): it would hold up every call behind it, operator actions included."""
         assert self.runtime is not None
         timeout = max(METHOD_TIMEOUT_MIN_S, timeout_s or self.config.method_timeout_s)
         try:
             result: dict[str, Any] = await asyncio.wait_for(self.runtime.client.invoke_method(
                 {"methodName": method, "payload": payload, "responseTimeoutInSeconds": timeout,
-                 "connectTimeoutInSeconds": min(timeout, 5)},
+                 "connectTimeoutInSeconds": connect_timeout_s},
                 os.environ.get("IOTEDGE_DEVICEID", ""), module_id), timeout + 5)
         except Exception as exc:
             return 504, {"error": f"{module_id}.{method} did not answer: {type(exc).__name__}: {exc}"}
@@ -152,7 +156,7 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
         while True:
             started = time.monotonic()
             status, answer = await self.invoke(self.config.controller_module, "get_status", {},
-                                               timeout_s=METHOD_TIMEOUT_MIN_S)
+                                               timeout_s=METHOD_TIMEOUT_MIN_S, connect_timeout_s=0)
             if status == 200 and isinstance(answer, dict) and isinstance(answer.get("status"), dict):
                 assert self.view is not None
                 self.view.set_controller(answer["status"], time.time())
@@ -165,10 +169,10 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
     async def _poll_twins(self) -> None:
         while True:
             started = time.monotonic()
-            modules = list(self.config.modules)
-            answers = await asyncio.gather(*(self.invoke(m, "get_config", {}, timeout_s=5) for m in modules))
-            assert self.view is not None
-            for module_id, (status, answer) in zip(modules, answers, strict=True):
+            for module_id in list(self.config.modules):
+                status, answer = await self.invoke(module_id, "get_config", {}, timeout_s=METHOD_TIMEOUT_MIN_S,
+                                                   connect_timeout_s=0)
+                assert self.view is not None
                 if status == 200 and isinstance(answer, dict):
                     self.view.set_module(module_id, answer, None, time.time())
                 else:
