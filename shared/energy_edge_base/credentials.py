@@ -1,18 +1,23 @@
 """Password hashes for a credential file held on the device (the site console's sign-in).
 
 The file: `{"users": {"technician": "pbkdf2_sha256$<iterations>$<salt b64>$<hash b64>"}}`, readable by its
-owner only. Written by `energy-edge console set-password` (and by the local run on first start); read by the
-console module on every sign-in.
+owner only. Written by `energy-edge console set-password` (and by the local run on first start), or inside the
+console's container, where the CLI is not installed: `python -m energy_edge_base.credentials` (asks for the
+password; defaults to `$STATE_DIR/console-credentials.json` and user `technician`). Read by the console module on
+every sign-in.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import getpass
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 
 ITERATIONS = 200_000
@@ -59,3 +64,34 @@ def write_credentials(path: Path, users: dict[str, str]) -> None:
 def set_password(path: Path, user: str, password: str) -> None:
     """Add or replace one user's password in the file, keeping the others."""
     write_credentials(path, {**read_credentials(path), user: hash_password(password)})
+
+
+MIN_PASSWORD_CHARS = 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set a user's password in the credential file (from standard input with --password-stdin, else asked twice)."""
+    parser = argparse.ArgumentParser(prog="energy-edge console set-password",
+                                     description="Add or change a user's password in the console's credential file.")
+    parser.add_argument("--file", default=str(Path(os.environ.get("STATE_DIR", "data")) / "console-credentials.json"),
+                        help="credential file (default: $STATE_DIR/console-credentials.json, the console's volume)")
+    parser.add_argument("--user", default="technician")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    args = parser.parse_args(argv)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"new password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            print("the two passwords differ; nothing was written", file=sys.stderr)
+            return 1
+    if len(password) < MIN_PASSWORD_CHARS:
+        print(f"password: at least {MIN_PASSWORD_CHARS} characters; nothing was written", file=sys.stderr)
+        return 1
+    set_password(Path(args.file), args.user, password)
+    print(f"{args.user}: password set in {args.file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
