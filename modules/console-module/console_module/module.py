@@ -74,6 +74,7 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
         if self.web is None:
             self.web = ConsoleApp(lambda: self.config, self.snapshot, lambda: self.view.version if self.view else 0,
                                   self.history, self.store.events, self.invoke, self.credentials, self.on_action)
+            self.web.snapshot_offset = lambda: (self.clock.now().utcoffset() or dt.timedelta()).total_seconds()
         # the local run binds every process to its own loopback address: it says so in the environment
         address = (os.environ.get("ENERGY_EDGE_BIND_ADDRESS") or config.bind_address, config.http_port)
         if address == self._bound:

@@ -114,7 +114,7 @@ EVENTS = """
 <label for="e-q">Text</label><input id="e-q" name="q" autocomplete="off">
 <button type="submit">Filter</button></form>
 <p class="note" id="event-count" role="status"></p>
-<table class="list"><thead><tr><th scope="col">Time</th><th scope="col">Kind</th><th scope="col">Severity</th>
+<table class="list"><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Kind</th><th scope="col">Severity</th>
 <th scope="col">Asset</th><th scope="col">What</th></tr></thead><tbody id="events"></tbody></table>
 </section>
 """

@@ -25,8 +25,10 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(t: float, tz: dt.tzinfo | None = None) -> str:
+    """Site-time instants in the site's own offset (billing days and quarters are local); others in UTC."""
+    text = dt.datetime.fromtimestamp(t, tz or dt.timezone.utc).isoformat(timespec="seconds")
+    return text.replace("+00:00", "Z")
 
 
 @dataclass
@@ -87,7 +89,7 @@ class ChartBucket:
 
 
 def peaks_of(quarters: list[Quarter], running: Quarter | None, day_start: float, month_start: float,
-             near_pct: float) -> dict[str, Any]:
+             near_pct: float, tz: dt.tzinfo | None = None) -> dict[str, Any]:
     """Today's and this month's peak (completed billing quarters), how often and how close the limit came,
     and the quarters that exceeded it."""
     today = [q for q in quarters if q.start >= day_start]
@@ -97,7 +99,7 @@ def peaks_of(quarters: list[Quarter], running: Quarter | None, day_start: float,
         if not qs:
             return None
         top = max(qs, key=lambda q: q.avg_kw)
-        return {"kw": top.avg_kw, "at": _iso(top.start), "limit_kw": top.limit_kw}
+        return {"kw": top.avg_kw, "at": _iso(top.start, tz), "limit_kw": top.limit_kw}
 
     with_limit = [q for q in today if q.limit_kw]
     near = [q for q in with_limit if q.avg_kw >= near_pct / 100 * (q.limit_kw or 0)]
@@ -105,17 +107,17 @@ def peaks_of(quarters: list[Quarter], running: Quarter | None, day_start: float,
     closest = min(with_limit, key=lambda q: (q.limit_kw or 0) - q.avg_kw, default=None)
     return {
         "today": peak(today), "month": peak(month),
-        "quarters": [{"start": _iso(q.start), "avg_kw": q.avg_kw, "max_kw": q.max_kw, "limit_kw": q.limit_kw,
+        "quarters": [{"start": _iso(q.start, tz), "avg_kw": q.avg_kw, "max_kw": q.max_kw, "limit_kw": q.limit_kw,
                       "over_kw": round(q.avg_kw - q.limit_kw, 3) if q.limit_kw and q.avg_kw > q.limit_kw else None}
                      for q in today],
-        "running": None if running is None else {"start": _iso(running.start), "avg_kw": running.avg_kw,
+        "running": None if running is None else {"start": _iso(running.start, tz), "avg_kw": running.avg_kw,
                                                   "limit_kw": running.limit_kw},
         "quarters_today": len(today), "near_count": len(near), "near_pct": near_pct,
         "near_label": f"quarters at or above {near_pct:g} % of the limit", "exceeded_count": len(over),
-        "exceeded": [{"start": _iso(q.start), "avg_kw": q.avg_kw, "limit_kw": q.limit_kw,
+        "exceeded": [{"start": _iso(q.start, tz), "avg_kw": q.avg_kw, "limit_kw": q.limit_kw,
                       "over_kw": round(q.avg_kw - (q.limit_kw or 0), 3)} for q in over],
         "closest": None if closest is None else {
-            "start": _iso(closest.start), "avg_kw": closest.avg_kw, "limit_kw": closest.limit_kw,
+            "start": _iso(closest.start, tz), "avg_kw": closest.avg_kw, "limit_kw": closest.limit_kw,
             "margin_kw": round((closest.limit_kw or 0) - closest.avg_kw, 3)},
     }
 
@@ -219,7 +221,8 @@ class SiteView:
         if done is not None:
             self.store.add_quarter(done)
             if done.limit_kw and done.avg_kw > done.limit_kw:
-                self.event("peak", "warning", f"billing quarter {_iso(done.start)} averaged {done.avg_kw:.1f} kW, "
+                quarter = _iso(done.start, site_now.tzinfo)
+                self.event("peak", "warning", f"billing quarter {quarter} averaged {done.avg_kw:.1f} kW, "
                            f"{done.avg_kw - done.limit_kw:.1f} kW over the {done.limit_kw:.0f} kW limit")
         step = self.config.chart_step_s
         start = site_s - site_s % step
@@ -297,9 +300,10 @@ class SiteView:
     def snapshot(self, now_s: float, site_now: dt.datetime) -> dict[str, Any]:
         meter = self.meter()
         c = self.controller
-        site_s = site_now.timestamp()
-        day_start = site_s - site_s % 86_400
-        month = site_now.astimezone(dt.timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        # the billing day and month are the site's own (its clock's offset), not UTC's
+        midnight = site_now.replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start, month = midnight.timestamp(), midnight.replace(day=1)
+        tz = site_now.tzinfo
         running = None
         if self.quarter.start is not None and self.quarter.avg_kw is not None:
             running = Quarter(self.quarter.start, self.quarter.avg_kw, self.quarter.max_kw, self.quarter.limit_kw)
@@ -310,6 +314,7 @@ class SiteView:
         return {
             "site_id": self.config.site_id,
             "server_time": _iso(now_s), "site_time": site_now.isoformat(timespec="seconds"),
+            "utc_offset_s": (site_now.utcoffset() or dt.timedelta()).total_seconds(),
             "site": {
                 **self.site_values(),
                 "grid_import_kw": import_kw,
@@ -339,7 +344,7 @@ class SiteView:
             "capabilities": {name: {k: cap.get(k) for k in ("state", "raw_value", "source", "reason", "conflict",
                                                              "timestamp")}
                              for name, cap in sorted(self.capabilities.items())},
-            "peaks": peaks_of(quarters, running, day_start, month.timestamp(), self.config.near_limit_pct),
+            "peaks": peaks_of(quarters, running, day_start, month.timestamp(), self.config.near_limit_pct, tz),
             "devices": [self._device(e, now_s) for e in sorted(self.assets.values(), key=lambda e: e.body["asset_id"])],
             "modules": [self.modules.get(m, {"module": m, "reachable": None}) for m in self.config.modules],
             "events": self.recent,

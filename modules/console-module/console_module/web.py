@@ -180,6 +180,8 @@ class ConsoleApp:
         self.sessions = Sessions()
         self.broadcaster = Broadcaster(lambda: json.dumps(self.snapshot(), separators=(",", ":")).encode(), version)
         self.streams = 0
+        # the site clock's offset from UTC, for the chart's hour labels (site time, like the billing quarters)
+        self.snapshot_offset: Callable[[], float] = lambda: 0.0
         self.static = {name: (resources.files("console_module") / "static" / name).read_bytes()
                        for name in ("console.css", "console.js")}
         self.app = web.Application(middlewares=[self.guard], client_max_size=MAX_BODY_BYTES)
@@ -269,7 +271,9 @@ class ConsoleApp:
         query = _query(request, {"hours"})
         config = self.config()
         hours = _number_param(query, "hours", config.history_hours, 0.01, config.history_hours)
-        return web.json_response({"hours": hours, "step_s": config.chart_step_s, "points": self.history(hours)})
+        offset = self.snapshot_offset()
+        return web.json_response({"hours": hours, "step_s": config.chart_step_s, "utc_offset_s": offset,
+                                  "points": self.history(hours)})
 
     async def get_events(self, request: web.Request) -> web.Response:
         query = _query(request, {"kind", "severity", "asset_id", "q", "limit"})

@@ -94,14 +94,15 @@
     let out = axis(L, W, H, B, top, y);
     const w = (W - L) / 96;
     qs.forEach((q) => {
-      const d = new Date(q.start), i = d.getUTCHours() * 4 + Math.floor(d.getUTCMinutes() / 15);
+      // the quarter's index in the site's day: its local hour and minute as written in its ISO time
+      const hm = String(q.start).slice(11, 16).split(":"), i = Number(hm[0]) * 4 + Math.floor(Number(hm[1]) / 15);
       const over = q.limit_kw && q.avg_kw > q.limit_kw;
       out += '<rect class="q-bar' + (over ? " over" : "") + '" x="' + (L + i * w + 1) + '" y="' + y(q.avg_kw) + '" width="' + Math.max(1, w - 2) +
         '" height="' + (H - B - y(q.avg_kw)) + '"' + (q.running ? ' opacity="0.5"' : "") + "><title>" + time(q.start) + " " + kw(q.avg_kw) + "</title></rect>";
     });
     const lim = s.site.limit_kw;
     if (lim) out += '<line class="s-limit" x1="' + L + '" x2="' + W + '" y1="' + y(lim) + '" y2="' + y(lim) + '"/>';
-    for (let h = 0; h <= 24; h += 3) out += '<text x="' + (L + h * 4 * w - 8) + '" y="' + (H - 6) + '">' + h + ":00</text>";
+    for (let h = 0; h < 24; h += 3) out += '<text x="' + (L + h * 4 * w - 8) + '" y="' + (H - 6) + '">' + h + ":00</text>";
     svg.innerHTML = out;
   }
 
@@ -151,11 +152,12 @@
       $("chart-info").textContent = pts.length + " points, one per " + d.step_s + " s of site time";
       if (!pts.length) return;
       const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 60);
-      line($("power-chart"), 300, pts, t0, t1, [["import_kw", "s-import"], ["limit_kw", "s-limit"], ["pv_kw", "s-pv"], ["battery_kw", "s-bat"]]);
-      line($("soc-chart"), 200, pts, t0, t1, [["soc_pct", "s-soc"]], [0, 100]);
+      const off = d.utc_offset_s || 0;
+      line($("power-chart"), 300, pts, t0, t1, off, [["import_kw", "s-import"], ["limit_kw", "s-limit"], ["pv_kw", "s-pv"], ["battery_kw", "s-bat"]]);
+      line($("soc-chart"), 200, pts, t0, t1, off, [["soc_pct", "s-soc"]], [0, 100]);
     });
   }
-  function line(svg, H, pts, t0, t1, series, fixed) {
+  function line(svg, H, pts, t0, t1, off, series, fixed) {
     const W = 960, L = 48, B = 24;
     let lo = 0, hi = 1;
     if (fixed) { lo = fixed[0]; hi = fixed[1]; } else {
@@ -171,7 +173,8 @@
     }
     for (let i = 0; i <= 6; i++) {
       const t = t0 + ((t1 - t0) * i) / 6;
-      out += '<text x="' + (x(t) - 18) + '" y="' + (H - 6) + '">' + new Date(t * 1000).toISOString().slice(11, 16) + "</text>";
+      // hours of the site's clock (its offset from UTC), like the billing quarters
+      out += '<text x="' + Math.min(x(t) - 18, W - 40) + '" y="' + (H - 6) + '">' + new Date((t + off) * 1000).toISOString().slice(11, 16) + "</text>";
     }
     series.forEach(([k, cls]) => {
       let d = "", pen = "M";
