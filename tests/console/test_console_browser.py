@@ -204,6 +204,7 @@ def test_sign_in_and_an_import_limit_the_site_controller_applies(site: Site, pag
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     open_page(page, "/")
     page.locator("#actions").wait_for(state="visible")
+    assert page.locator("#readonly").is_hidden()
     try:
         page.fill("#f-limit", "140")
         page.click("form[data-action=import-limit] button")

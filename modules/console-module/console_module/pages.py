@@ -9,9 +9,9 @@ NAV = (("/", "site", "Site"), ("/peaks", "peaks", "Peaks"), ("/devices", "device
        ("/events", "events", "Events"), ("/charts", "charts", "Charts"))
 
 
-def _value(label: str, key: str, fmt: str = "kw", note: str = "") -> str:
+def _value(label: str, key: str, fmt: str = "kw", note: str = "", wide: bool = False) -> str:
     extra = f'<span class="note" data-k="{note}"></span>' if note else ""
-    return (f'<div class="tile"><span class="label">{html.escape(label)}</span>'
+    return (f'<div class="tile{" wide" if wide else ""}"><span class="label">{html.escape(label)}</span>'
             f'<span class="value" data-k="{key}" data-f="{fmt}">—</span>{extra}</div>')
 
 
@@ -42,7 +42,7 @@ SITE = f"""
 <section aria-labelledby="h-ctl"><h2 id="h-ctl">Controller</h2>
 <div class="tiles">
 {_value("Mode", "site.mode", "text")}
-{_value("Why", "site.reason", "text")}
+{_value("Why", "site.reason", "text", wide=True)}
 </div>
 <table class="list"><caption>Capabilities</caption><thead><tr><th scope="col">Capability</th>
 <th scope="col">State</th><th scope="col">Source</th><th scope="col">Reason</th><th scope="col">Conflict</th></tr>
