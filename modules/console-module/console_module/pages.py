@@ -10,7 +10,8 @@ NAV = (("/", "site", "Site"), ("/peaks", "peaks", "Peaks"), ("/devices", "device
 
 
 def _value(label: str, key: str, fmt: str = "kw", note: str = "", wide: bool = False) -> str:
-    extra = f'<span class="note" data-k="{note}"></span>' if note else ""
+    note_format = ' data-f="time"' if note.endswith((".at", ".start")) else ""
+    extra = f'<span class="note" data-k="{note}"{note_format}></span>' if note else ""
     return (f'<div class="tile{" wide" if wide else ""}"><span class="label">{html.escape(label)}</span>'
             f'<span class="value" data-k="{key}" data-f="{fmt}">—</span>{extra}</div>')
 
