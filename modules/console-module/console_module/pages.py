@@ -19,7 +19,7 @@ def _value(label: str, key: str, fmt: str = "kw", note: str = "", wide: bool = F
 SITE = f"""
 <section aria-labelledby="h-grid"><h2 id="h-grid">Grid connection</h2>
 <div class="tiles">
-{_value("Grid import", "site.grid_import_kw")}
+{_value("Grid import", "site.grid_import_kw", note="site.meter_age_label")}
 {_value("Import limit", "site.limit_kw", note="site.limit_source")}
 {_value("15-min average", "site.avg_15min_kw")}
 {_value("Margin", "site.margin_kw")}

@@ -321,6 +321,7 @@ class SiteView:
                 "site_load_kw": _num(meter.get("site_load_kw")) if meter else None,
                 "meter_online": None if meter is None else meter.get("online") is not False,
                 "meter_timestamp": meter.get("timestamp") if meter else None,
+                "meter_age_s": self._age(meter, now_s),
                 "limit_kw": limit_kw, "limit_source": c.get("limit_source"),
                 "site_controller_limit_kw": _num(meter.get("import_limit_kw")) if meter else None,
                 "target_kw": _num(c.get("target_kw")),
@@ -346,9 +347,14 @@ class SiteView:
                              for name, cap in sorted(self.capabilities.items())},
             "peaks": peaks_of(quarters, running, day_start, month.timestamp(), self.config.near_limit_pct, tz),
             "devices": [self._device(e, now_s) for e in sorted(self.assets.values(), key=lambda e: e.body["asset_id"])],
+            "stale_after_s": self.config.stale_after_s,
             "modules": [self.modules.get(m, {"module": m, "reachable": None}) for m in self.config.modules],
             "events": self.recent,
         }
+
+    def _age(self, body: dict[str, Any] | None, now_s: float) -> float | None:
+        entry = self.assets.get(body["asset_id"]) if body else None
+        return None if entry is None else round(now_s - entry.received_s, 1)
 
     def _device(self, entry: AssetEntry, now_s: float) -> dict[str, Any]:
         b = entry.body

@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const NS = "http://www.w3.org/2000/svg";
   let session = { signed_in: false, csrf_token: null, actions_enabled: false };
-  let last = null, lastMeter = null, lastEventId = null;
+  let last = null, lastMeter = null, lastEventId = null, receivedAt = Date.now();
   // reading → screen latency (ms) of the meter's readings, for the benchmark (bounded)
   window.consoleLatencies = [];
 
@@ -38,6 +38,9 @@
   // ------------------------------------------------------------------ rendering
   function render(s) {
     last = s;
+    receivedAt = Date.now();
+    // how old the meter's reading is, kept current between updates (a silent meter must not look live)
+    s.site.meter_age_label = s.site.meter_age_s == null ? "" : "reading " + s.site.meter_age_s.toFixed(1) + " s old";
     document.querySelectorAll("[data-k]").forEach((el) => {
       const v = get(s, el.dataset.k);
       el.textContent = el.dataset.f ? fmt(v, el.dataset.f) : (v == null ? "" : String(v));
@@ -118,13 +121,17 @@
   function renderDevices(s) {
     rows("devices", s.devices, (d) => [esc(d.asset_id), esc(d.asset_type), yes(d.online),
       d.fault ? '<span class="bad">' + esc(d.fault) + (d.fault_code != null ? " (" + esc(d.fault_code) + ")" : "") + "</span>" : "none",
-      '<span class="' + (d.stale ? "warn" : "") + '" data-age="' + esc(d.timestamp) + '">' + esc(d.age_s.toFixed(1)) + " s</span>",
+      ageCell(d.age_s, s.stale_after_s),
       d.setpoint == null ? "—" : esc(d.setpoint.toFixed(1) + " " + d.unit), d.read_back == null ? "—" : esc(d.read_back.toFixed(1) + " " + d.unit),
       twin(d.twin_status, d.twin_errors) + " <small>" + esc(d.module) + "</small>"]);
     rows("modules", s.modules, (m) => [esc(m.module), m.reachable == null ? "—" : yes(m.reachable),
       twin(m.status, m.errors), esc((m.desired_version ?? "—") + " / " + (m.applied_version ?? "—")),
       esc((m.errors || []).map((e) => (e.field || e.loc || "") + ": " + (e.message || e.msg || JSON.stringify(e))).join("; ") || m.error || ""),
       time(m.started)]);
+  }
+  function ageCell(age, staleAfter) {
+    const now = age + (Date.now() - receivedAt) / 1000;  // ages on between updates
+    return '<span class="' + (now > staleAfter ? "warn" : "") + '">' + esc(now.toFixed(1)) + " s" + (now > staleAfter ? " (stale)" : "") + "</span>";
   }
   function twin(status, errors) {
     if (!status) return "—";
@@ -241,6 +248,16 @@
   fetch("/api/session", { credentials: "same-origin" }).then((r) => r.json()).then((d) => { session = d; showWho(); });
   if (page === "events") loadEvents();
   if (page === "charts") { loadCharts(); setInterval(loadCharts, 30000); }
+  setInterval(() => {
+    if (!last) return;
+    if (page === "devices") renderDevices(last);
+    const note = document.querySelector('[data-k="site.meter_age_label"]');
+    if (note && last.site.meter_age_s != null) {
+      const age = last.site.meter_age_s + (Date.now() - receivedAt) / 1000;
+      note.textContent = "reading " + age.toFixed(1) + " s old";
+      note.className = "note" + (age > last.stale_after_s ? " warn" : "");
+    }
+  }, 1000);
   const live = $("live");
   const es = new EventSource("/api/stream");
   es.onopen = () => { live.textContent = "live"; live.className = "ok"; };
