@@ -7,6 +7,7 @@
 * deployment/deployment.production.template.json: the base deployment of hardware sites. The same modules,
   routes and twin settings as the template, without the simulator module, with no devices and the site
   unassigned: the per-site layer (deployment/layered/site.template.json, target `tags.site='…'`) supplies them.
+  The site console starts read-only there (`operator_actions_enabled: false`); a site layer may turn it on.
 * deployment/layered/diagnostics.template.json: a layer for devices tagged `diagnostics=true`: the controller
   module as the template defines it, with debug logs as JSON and Prometheus metrics on port 9600.
 
