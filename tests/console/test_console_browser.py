@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from energy_edge_base.credentials import hash_password, write_credentials
-from tests.support import REPO, Site
+from tests.support import REPO, Site, registry_manager
 
 pytestmark = pytest.mark.integration
 
@@ -223,6 +223,63 @@ def test_sign_in_and_an_import_limit_the_site_controller_applies(site: Site, pag
         page.click("form[data-action=import-limit] button")
         page.wait_for_function("() => document.querySelector('[data-k=\"site.site_controller_limit_kw\"]')"
                                ".textContent === '150.0 kW'")
+
+
+def submit(page: Any, action: str) -> tuple[str, Any]:
+    """Submit an action's form; the first line of the answer, and the module's payload."""
+    page.evaluate("() => { document.querySelector('#answer').textContent = ''; }")
+    page.click(f"form[data-action={action}] button")
+    page.wait_for_function("() => document.querySelector('#answer').textContent.includes('answered')")
+    head, _, body = (page.locator("#answer").text_content() or "").partition("\n")
+    return head, json.loads(body)
+
+
+def test_peak_shaving_switch_and_a_site_dispatch_from_the_page(site: Site, page: Any) -> None:
+    sign_in(page, "technician", PASSWORD)
+    open_page(page, "/")
+    page.locator("#actions").wait_for(state="visible")
+    try:
+        page.select_option("#f-ps", "false")
+        head, answer = submit(page, "peak-shaving")
+        assert head == "microgrid-controller.set_peak_shaving answered 200", answer
+        assert site.sim.state()["site"]["peak_shaving_enable"] is False
+    finally:
+        page.select_option("#f-ps", "true")
+        assert submit(page, "peak-shaving")[0] == "microgrid-controller.set_peak_shaving answered 200"
+    page.fill("#f-p", "-30")
+    page.fill("#f-d", "20")
+    head, answer = submit(page, "dispatch")
+    assert head == "controller.dispatch answered 200", answer
+    assert answer["target"] == "site:site-1" and answer["split"] == {"bess-1": pytest.approx(-30, abs=0.1)}
+    wait_until(lambda: abs(site.sim.state()["devices"]["bess-1"]["command_kw"] + 30) < 1, "the battery at -30 kW")
+    operator = page.request.get("/api/events?kind=operator").json()["events"]
+    assert operator[0]["text"].startswith("technician: controller.dispatch") and operator[0]["text"].endswith("→ 200")
+
+
+def test_actions_off_in_the_twin_are_refused_even_when_signed_in(site: Site, page: Any) -> None:
+    from azure.iot.hub.models import Twin, TwinProperties
+
+    manager, device_id = registry_manager(site.hub), site.hub.hub_json["device_id"]
+
+    def set_enabled(enabled: bool) -> None:
+        manager.update_module_twin(device_id, "console",
+                                   Twin(properties=TwinProperties(desired={"operator_actions_enabled": enabled})))
+
+    sign_in(page, "technician", PASSWORD)
+    set_enabled(False)
+    try:
+        session = wait_until(lambda: (d := page.evaluate("() => fetch('/api/session').then(r => r.json())"))
+                             and not d["actions_enabled"] and d, "the console reading its twin")
+        response = page.request.post("/api/actions/import-limit", data=json.dumps({"import_limit_kw": 140}),
+                                     headers={"Content-Type": "application/json",
+                                              "X-CSRF-Token": session["csrf_token"]})
+        assert response.status == 403
+        assert response.json()["errors"][0]["field"] == "operator_actions_enabled"
+        open_page(page, "/")
+        page.locator("#readonly", has_text="off in this console's twin").wait_for()
+        assert page.locator("#actions").is_hidden()
+    finally:
+        set_enabled(True)
 
 
 def test_a_malformed_value_in_the_form_is_refused_naming_the_field(page: Any) -> None:
