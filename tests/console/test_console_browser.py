@@ -380,6 +380,21 @@ def serving(base_url: str) -> bool:
         return False
 
 
+@pytest.mark.parametrize("name", [*PAGES, "signin"])
+def test_each_page_fits_a_portrait_tablet_with_touch_sized_controls(browser: Any, base_url: str, name: str) -> None:
+    context = browser.new_context(base_url=base_url, viewport={"width": 768, "height": 1024}, has_touch=True)
+    try:
+        page = context.new_page()
+        open_page(page, "/" if name == "site" else f"/{name}")
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "scrolls sideways"
+        small = page.evaluate("""() => [...document.querySelectorAll('nav a, button, input, select')]
+            .filter(el => el.offsetParent !== null && el.getBoundingClientRect().height < 44)
+            .map(el => el.outerHTML.slice(0, 80))""")
+        assert not small, small
+    finally:
+        context.close()
+
+
 def test_charts_survive_a_console_restart(site: Site, page: Any, base_url: str) -> None:
     def history() -> list[dict[str, Any]]:
         points: list[dict[str, Any]] = page.request.get("/api/history?hours=24").json()["points"]

@@ -84,9 +84,10 @@ viewBox="0 0 960 240"></svg><figcaption>Each bar is a billing quarter's average 
 <table class="list"><caption>Quarters over the limit today</caption><thead><tr><th scope="col">Quarter</th>
 <th scope="col">Average</th><th scope="col">Limit</th><th scope="col">Over by</th></tr></thead>
 <tbody id="exceeded"></tbody></table>
-<table class="list"><caption>Every quarter today</caption><thead><tr><th scope="col">Quarter</th>
+<details><summary>Every quarter today</summary>
+<table class="list"><thead><tr><th scope="col">Quarter</th>
 <th scope="col">Average</th><th scope="col">Highest reading</th><th scope="col">Limit</th></tr></thead>
-<tbody id="quarters"></tbody></table>
+<tbody id="quarters"></tbody></table></details>
 </section>
 """
 
