@@ -10,7 +10,7 @@ INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt \
                   $(wildcard modules/*/requirements.txt) $(wildcard modules/*/pyproject.toml) \
                   scripts/install-system-deps.sh
 
-.PHONY: install run test lint typecheck unit schemas clean tools
+.PHONY: install run test lint typecheck unit schemas clean tools reliability
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: install
 
 test: install lint tools
 	$(BIN)/python -m pytest --cov=energy_edge --cov=energy_edge_base --cov-report=term:skip-covered
+
+# The reliability suite's long form: >= 10 000 generated inputs and an accelerated week of soak with faults.
+reliability: install
+	$(BIN)/python benchmarks/reliability.py fuzz --examples 4000 --json .edge/reliability-fuzz.json
+	$(BIN)/python benchmarks/reliability.py soak --duration 7d --accel 1200 --json .edge/reliability-soak.json
 
 # Validators tests/devops shells out to (checkov, ansible-lint), each in its own venv under .venv-tools/.
 tools: .venv-tools/.installed

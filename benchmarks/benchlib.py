@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from energy_edge.ops.manifest import drop_modules
+from energy_edge.ops.manifest import drop_modules, set_site_assets
 from energy_edge.run.supervisor import ManagedProcess, Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -285,6 +285,7 @@ def build_manifest(host: str, devices: dict[str, list[dict[str, Any]]] | None = 
     for module_id, device_list in (devices or {}).items():
         if module_id in content:
             content[module_id]["properties.desired"]["devices"] = device_list
+    set_site_assets(manifest)  # the controller and the exporter believe exactly these devices
     for module_id, patch in (desired or {}).items():
         content[module_id]["properties.desired"].update(patch)
     return json.loads(json.dumps(manifest).replace("${SIMULATOR_HOST}", host))

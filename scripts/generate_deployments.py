@@ -51,6 +51,8 @@ def production(template: dict[str, Any]) -> dict[str, Any]:
                 desired["site_id"] = UNASSIGNED_SITE
             if "devices" in desired:
                 desired["devices"] = []
+            if "assets" in desired:  # the site's assets come with its layer, as its devices do
+                desired["assets"] = {}
             desired.update(PRODUCTION_DESIRED.get(name, {}))
     return manifest
 

@@ -16,10 +16,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from energy_edge_base.config import ConfigRejected
 from energy_edge_base.contract import application_properties
+from energy_edge_base.liveness import Liveness, LivenessSpec
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import (
     BackoffPolicy,
@@ -37,7 +38,8 @@ from energy_edge_base.runtime import EdgeModule
 log = logging.getLogger("energy_edge_base.asset")
 
 TELEMETRY_OUTPUT = "telemetry"
-EVENTS_OUTPUT = "events"
+RELEASE_TIMEOUT_S = 5.0  # a device leaving the configuration gets this long to reach its safe state
+RECONNECT_GRACE_S = 1.0  # reconnect attempts are at most one poll interval plus this apart
 
 
 class DeviceSettings(BaseModel):
@@ -51,6 +53,9 @@ class DeviceSettings(BaseModel):
     timeout_s: float = Field(2.0, gt=0, le=30, description="Timeout of one Modbus request, seconds.")
 
 
+_DEVICES_MISSING = object()  # marks a document without `devices` (see AssetModuleConfig._devices_explicit)
+
+
 class AssetModuleConfig(BaseModel):
     """Settings every asset module has; modules add `devices: list[TheirDeviceSettings]`."""
 
@@ -61,7 +66,29 @@ class AssetModuleConfig(BaseModel):
         0.0, ge=0, le=86_400,
         description="Return a device to its safe state when no command arrived for this long, seconds (0 = off).",
     )
+    frozen_after_s: float = Field(
+        3.0, ge=0, le=3600,
+        description="A device whose heartbeat or energy counters stop advancing for this long is reported "
+        "offline as frozen, seconds (0 = off). Only points the device offers are checked.",
+    )
     devices: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _devices_explicit(cls, data: Any) -> Any:
+        # A null-delete of `devices` in a twin patch would otherwise leave the default (no devices): the
+        # module would stop polling, commanding and watching every device. Dropping them all is only ever
+        # an explicit `devices: []`. An empty document (no configuration yet) keeps the defaults.
+        if isinstance(data, dict) and data and "devices" not in data:
+            return {**data, "devices": _DEVICES_MISSING}
+        return data
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_given(cls, value: Any) -> Any:
+        if value is _DEVICES_MISSING:
+            raise ValueError("devices is required (set it to [] to run this module without devices)")
+        return value
 
 
 S = TypeVar("S", bound=DeviceSettings)
@@ -77,18 +104,35 @@ class AssetDevice(abc.ABC, Generic[S]):
         self.poller: ModbusPoller | None = None
         self.values: dict[str, Any] = {}
         self.online = False
-        self.fault: str | None = None
+        self.poll_fault: str | None = None  # why the last poll gave no usable values
+        self.command_fault: str | None = None  # the device refused the last command (cleared by one it takes)
         self.fault_code: int | None = None
+        self.liveness = Liveness(self.liveness_points)
         self.setpoint_kw: float | None = None  # what the last command asked of the device (+ deliver)
         self.commanded = False  # a command other than idle is in force (the watchdog watches it)
         self.last_command_s: float = time.monotonic()
-        self._backoff = BackoffPolicy()
         self._failures = 0
         self._retry_at_s = 0.0
+
+    # Points the device offers that prove its values are live (see Liveness); none by default.
+    liveness_points: ClassVar[LivenessSpec | None] = None
 
     @property
     def asset_id(self) -> str:
         return self.settings.asset_id
+
+    @property
+    def fault(self) -> str | None:
+        """What is wrong, for people: the poll's fault first, else a refused command; None when all is well."""
+        return self.poll_fault or self.command_fault
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        """Reconnect delays capped at one poll interval (plus a little): a device that comes back is online
+        within a poll interval plus RECONNECT_GRACE_S (it took 28 s after a 30 s outage with a 60 s cap)."""
+        configured = getattr(self.module, "runtime", None) is not None
+        cap_s = self.module.config.poll_interval_s + RECONNECT_GRACE_S if configured else 2.0
+        return BackoffPolicy(initial_s=min(1.0, cap_s), max_s=cap_s)
 
     # ------------------------------------------------------------ what modules provide
 
@@ -125,17 +169,24 @@ class AssetDevice(abc.ABC, Generic[S]):
         except Exception as exc:
             await transport.close()
             self._failures += 1
-            self._retry_at_s = now + self._backoff.delay_s(self._failures)
-            if isinstance(exc, DeviceUnavailable):
+            self._retry_at_s = now + self.backoff.delay_s(self._failures)
+            if isinstance(exc, (DeviceUnavailable, DeviceRejected)):
                 raise
             raise DeviceUnavailable(self.asset_id, f"discovery failed: {exc}") from exc
         self._failures = 0
-        self.poller = ModbusPoller(s.host, s.port, s.unit_id, register_map, s.timeout_s, transport=transport)
+        self.poller = ModbusPoller(s.host, s.port, s.unit_id, register_map, s.timeout_s, transport=transport,
+                                   backoff=self.backoff)
         return self.poller
 
     async def poll(self) -> None:
         poller = await self.connect()
         self.values = dict(await poller.read_all())
+
+    def check_live(self, now_s: float) -> str | None:
+        """Why the values just read are not live (frozen), or None. Called after every good poll."""
+        if getattr(self.module, "runtime", None) is None:
+            return None
+        return self.liveness.check(self.values, now_s, self.module.config.frozen_after_s)
 
     async def ensure_values(self) -> None:
         """Make sure ratings and limits were read once (a command may come before the first poll)."""
@@ -168,11 +219,22 @@ class AssetDevice(abc.ABC, Generic[S]):
         except DeviceUnavailable as exc:
             raise MethodError(503, f"{self.asset_id} is offline: {exc}", asset_id=self.asset_id) from exc
         except DeviceRejected as exc:
+            # The device answered but will not take commands: say so in telemetry (fault), so the controller
+            # leaves it out of allocation, until a command is taken again.
+            self._command_fault(f"command refused: Modbus exception {exc.exception_code} ({exc.exception_name})")
             raise MethodError(502, f"{self.asset_id} refused the write: {exc}", asset_id=self.asset_id) from exc
         except WriteVerificationError as exc:
             raise MethodError(502, f"{self.asset_id}: {exc}", asset_id=self.asset_id) from exc
         except RegisterValueError as exc:
             raise MethodError(400, str(exc), asset_id=self.asset_id) from exc
+        if self.command_fault is not None:
+            self._command_fault(None)
+
+    def _command_fault(self, fault: str | None) -> None:
+        if self.module is None:  # a device driven without its module (unit tests)
+            self.command_fault = fault
+        else:
+            self.module.note_command_fault(self, fault)
 
     def note_command(self, active: bool) -> None:
         self.commanded = active
@@ -196,6 +258,7 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
         super().__init__()
         self.devices: dict[str, D] = {}
         self._devices_lock = asyncio.Lock()
+        self._polls: dict[str, asyncio.Task[None]] = {}  # a poll still running (a device timing out)
 
     async def apply_config(self, config: C) -> None:
         ids = [d.asset_id for d in config.devices]
@@ -206,11 +269,25 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
             wanted = {d.asset_id: d for d in config.devices}
             for asset_id, device in list(self.devices.items()):
                 if asset_id not in wanted or wanted[asset_id] != device.settings:
+                    if asset_id not in wanted:
+                        await self._release(device)
                     await device.close()
                     del self.devices[asset_id]
             for asset_id, settings in wanted.items():
                 if asset_id not in self.devices:
                     self.devices[asset_id] = self.device_class(settings, self)  # type: ignore[assignment]
+
+    async def _release(self, device: D) -> None:
+        """A device leaving the configuration is put in its safe state first: once released nobody
+        commands or watches it, so a battery left discharging would go on discharging."""
+        try:
+            await asyncio.wait_for(device.safe_state(), RELEASE_TIMEOUT_S)
+            log.info("%s removed from the configuration, left in its safe state", device.asset_id)
+        except Exception as exc:
+            log.warning("%s removed from the configuration; safe state not confirmed: %s", device.asset_id, exc)
+            self.event("device_released_unsafe", "warning",
+                       f"{device.asset_id} left the configuration without confirming its safe state: {exc}",
+                       device.asset_id)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -218,39 +295,81 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
             started = loop.time()
             async with self._devices_lock:
                 devices = list(self.devices.values())
-                await asyncio.gather(*(self._poll(d) for d in devices))
+                # A device that times out must not hold back the others' telemetry: its poll goes on in the
+                # background and it is skipped until that poll ends.
+                for device in devices:
+                    task = self._polls.get(device.asset_id)
+                    if task is None or task.done():
+                        self._polls[device.asset_id] = asyncio.create_task(self._poll(device))
+                pending = [t for t in self._polls.values() if not t.done()]
+                if pending:
+                    await asyncio.wait(pending, timeout=self.config.poll_interval_s)
                 await self._check_watchdogs(devices)
+            for asset_id in [a for a in self._polls if a not in self.devices]:
+                self._polls.pop(asset_id).cancel()
             await asyncio.sleep(max(0.0, self.config.poll_interval_s - (loop.time() - started)))
 
     async def _poll(self, device: D) -> None:
         started = time.perf_counter()
         labels = {"asset_id": device.asset_id}
+        was_online, had_fault = device.online, device.poll_fault
         try:
             await device.poll()
+            frozen = device.check_live(time.monotonic())
         except DeviceUnavailable as exc:
-            if device.online or device.fault is None:
-                log.warning("%s offline: %s", device.asset_id, exc, extra=labels)
-            device.online = False
-            device.fault = f"unreachable: {exc}"
-            self.metrics.device_errors.labels(kind="unavailable", **labels).inc()
+            self._poll_failed(device, f"unreachable: {exc}", "unavailable")
         except DeviceRejected as exc:
-            log.warning("%s answered with a Modbus exception: %s", device.asset_id, exc, extra=labels)
-            device.online = True
-            device.fault = f"modbus exception {exc.exception_code}"
-            self.metrics.device_errors.labels(kind="rejected", **labels).inc()
+            # The device answered but gave no values: never report the last good ones under a fresh timestamp.
+            self._poll_failed(device, f"modbus exception: {exc.exception_code} ({exc.exception_name}) "
+                                      f"to FC{exc.function_code} at {exc.address}", "rejected")
         except Exception as exc:  # a decoding or mapping bug must not stop the other devices
             log.exception("%s poll failed", device.asset_id, extra=labels)
-            device.fault = f"poll failed: {exc}"
-            self.metrics.device_errors.labels(kind="internal", **labels).inc()
+            self._poll_failed(device, f"poll failed: {exc}", "internal")
         else:
-            if not device.online:
-                log.info("%s online", device.asset_id, extra=labels)
-            device.online = True
-            device.fault = None
-            self.metrics.device_poll_seconds.labels(**labels).observe(time.perf_counter() - started)
+            if frozen:
+                self._poll_failed(device, frozen, "frozen")
+            else:
+                device.online, device.poll_fault = True, None
+                self.metrics.device_poll_seconds.labels(**labels).observe(time.perf_counter() - started)
+        self._say_health_change(device, was_online, had_fault)
         self.metrics.device_online.labels(**labels).set(1 if device.online else 0)
-        message = device.telemetry(self.config.site_id)
+        try:
+            message = device.telemetry(self.config.site_id)
+        except Exception as exc:  # a value the contract refuses (e.g. NaN from a broken scale factor)
+            log.warning("%s: telemetry not sent: %s", device.asset_id, exc, extra=labels)
+            self.metrics.device_errors.labels(kind="invalid", **labels).inc()
+            self._poll_failed(device, f"invalid values: {exc}", "invalid")
+            message = device.telemetry(self.config.site_id)
         self.send(TELEMETRY_OUTPUT, message, application_properties(message))
+
+    def _poll_failed(self, device: D, fault: str, kind: str) -> None:
+        device.online, device.poll_fault, device.values = False, fault, {}
+        self.metrics.device_errors.labels(kind=kind, asset_id=device.asset_id).inc()
+
+    def _say_health_change(self, device: D, was_online: bool, had_fault: str | None) -> None:
+        """Log and send an event when a device goes offline, changes fault, or comes back."""
+        labels = {"asset_id": device.asset_id}
+        if device.online and not was_online:
+            log.info("%s online", device.asset_id, extra=labels)
+            if had_fault is not None:
+                self.event("device_recovered", "info", f"{device.asset_id} is back online (was: {had_fault})",
+                           device.asset_id)
+        elif not device.online and (was_online or _kind(had_fault) != _kind(device.poll_fault)):
+            log.warning("%s offline: %s", device.asset_id, device.poll_fault, extra=labels)
+            self.event("device_offline", "warning", f"{device.asset_id} offline: {device.poll_fault}",
+                       device.asset_id)
+
+    def note_command_fault(self, device: AssetDevice[Any], fault: str | None) -> None:
+        """A device refused a command (fault) or took one again (None): reported in telemetry and as an event."""
+        if fault == device.command_fault:
+            return
+        device.command_fault = fault
+        if fault is None:
+            self.event("device_commands_recovered", "info", f"{device.asset_id} takes commands again",
+                       device.asset_id)
+        else:
+            log.warning("%s: %s", device.asset_id, fault, extra={"asset_id": device.asset_id})
+            self.event("device_command_refused", "warning", f"{device.asset_id}: {fault}", device.asset_id)
 
     async def _check_watchdogs(self, devices: list[D]) -> None:
         limit_s = self.config.watchdog_s
@@ -267,6 +386,8 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
                     log.warning("%s: watchdog could not reach the device: %s", device.asset_id, exc)
 
     async def safe_state(self) -> None:
+        for task in self._polls.values():
+            task.cancel()
         for device in list(self.devices.values()):
             try:
                 await device.safe_state()
@@ -308,3 +429,8 @@ class CommandResponse(BaseModel):
 
 def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
+
+
+def _kind(fault: str | None) -> str | None:
+    """The kind of a fault text (before its colon): a new kind is news, a new retry count is not."""
+    return fault.split(":", 1)[0] if fault else None

@@ -2,7 +2,9 @@
 
 Answers follow HTTP semantics, as IoT Hub relays them to the caller:
 - 200 with the response model;
-- 400 with the validation errors (field, message) for an invalid payload;
+- 400 with the validation errors (field, message) for an invalid payload: values are checked strictly
+  (a boolean is not a number, a string is not a number, numbers must be finite) and nested no deeper
+  than MAX_PAYLOAD_DEPTH;
 - 404 with the list of known methods for an unknown method;
 - a handler's own `MethodError` status (e.g. 409 when the device is offline);
 - 500 with an error id, also logged, when a handler fails; the module keeps running.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -62,6 +65,24 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 MAX_BATCH_ITEMS = 1000
+MAX_PAYLOAD_DEPTH = 32  # no method takes more than a few levels; deeper is an attack or a bug
+
+
+def payload_problems(payload: Any, path: str = "", depth: int = 0) -> list[dict[str, str]]:
+    """What no model should even see: non-finite numbers (JSON has none; Python's json reads NaN) and
+    nesting deeper than MAX_PAYLOAD_DEPTH. Each problem names its field."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        return [{"field": path or "(payload)", "message": f"nested deeper than {MAX_PAYLOAD_DEPTH} levels"}]
+    if isinstance(payload, float) and not math.isfinite(payload):
+        return [{"field": path or "(payload)", "message": "Input should be a finite number"}]
+    items: Any = payload.items() if isinstance(payload, dict) else (
+        enumerate(payload) if isinstance(payload, list) else ())
+    problems: list[dict[str, str]] = []
+    for key, value in items:
+        problems += payload_problems(value, f"{path}.{key}" if path else str(key), depth + 1)
+        if problems:
+            break
+    return problems
 
 
 class BatchItemResult(BaseModel):
@@ -146,9 +167,14 @@ class MethodRegistry:
         spec = self._methods.get(name)
         if spec is None:
             return MethodResult(404, {"error": f"unknown method {name!r}", "known_methods": self.names})
+        # No payload arrives as None from the device SDK, or as "" from some service callers.
+        payload = {} if payload is None or payload == "" else payload
+        problems = payload_problems(payload)
+        if problems:
+            return MethodResult(400, {"error": f"invalid payload for {name!r}", "errors": problems})
         try:
-            # No payload arrives as None from the device SDK, or as "" from some service callers.
-            request = spec.request_model.model_validate({} if payload in (None, "") else payload)
+            # strict: `true` is not the number 1 and "5" is not 5 (set_output {"percent": true} curtailed PV to 1 %)
+            request = spec.request_model.model_validate(payload, strict=True)
         except ValidationError as exc:
             errors = validation_errors(exc)
             return MethodResult(400, {"error": f"invalid payload for {name!r}", "errors": errors})

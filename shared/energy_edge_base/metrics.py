@@ -41,6 +41,16 @@ class ModuleMetrics:
             "energy_edge_device_online", "1 when the device answers, 0 when it does not.", ["asset_id"], registry=reg
         )
         self.hub_connected = Gauge("energy_edge_hub_connected", "1 while connected to edgeHub.", registry=reg)
+        self.events = Counter(
+            "energy_edge_events_total",
+            "Events by code and outcome (sent, or held back by the upstream rate limit).", ["code", "outcome"],
+            registry=reg,
+        )
+        self.invalid_inputs = Counter(
+            "energy_edge_invalid_inputs_total",
+            "Input messages refused before use, by kind (invalid, unknown_asset, wrong_source, stale, future, ...).",
+            ["kind"], registry=reg,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,6 +18,7 @@ import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Generic
 
 from azure.iot.device import Message, MethodResponse
@@ -25,6 +26,8 @@ from azure.iot.device.aio import IoTHubModuleClient
 from pydantic import BaseModel, ConfigDict
 
 from energy_edge_base.config import ConfigOutcome, ConfigT, TwinConfig
+from energy_edge_base.contract import Event, Severity, application_properties, utc_now
+from energy_edge_base.events import EVENTS_OUTPUT, EventLimiter, burst_from
 from energy_edge_base.logs import configure_logging
 from energy_edge_base.methods import MethodRegistry
 from energy_edge_base.metrics import ModuleMetrics
@@ -61,6 +64,8 @@ class EdgeModule(abc.ABC, Generic[ConfigT]):
         self.inputs: dict[str, InputHandler] = {}
         self.metrics = ModuleMetrics(self.name)
         self.runtime: ModuleRuntime[ConfigT] | None = None
+        self.event_limiter = EventLimiter(burst=burst_from(os.environ))
+        self.refused_inputs: dict[str, int] = {}  # by kind, for the status a module reports
 
     @property
     def config(self) -> ConfigT:
@@ -76,6 +81,33 @@ class EdgeModule(abc.ABC, Generic[ConfigT]):
     async def report(self, patch: dict[str, Any]) -> None:
         assert self.runtime is not None
         await self.runtime.report(patch)
+
+    def event(self, code: str, severity: Severity, text: str, asset_id: str | None = None) -> None:
+        """Send an `event` upstream (output `events`), within the module's rate limit (see events.py)."""
+        if not self.event_limiter.allow():
+            self.metrics.events.labels(code=code, outcome="suppressed").inc()
+            log.warning("event %s held back by the rate limit: %s", code, text)
+            return
+        held_back = self.event_limiter.take_held_back()
+        if held_back:
+            text += f" ({held_back} earlier event(s) held back by the rate limit)"
+        site_id = getattr(self.runtime.config.current, "site_id", None) if self.runtime else None
+        message = Event(site_id=site_id if isinstance(site_id, str) and site_id else None, severity=severity,
+                        code=code, text=text[:1000], asset_id=asset_id, timestamp=utc_now())
+        self.metrics.events.labels(code=code, outcome="sent").inc()
+        self.send(EVENTS_OUTPUT, message, application_properties(message))
+
+    def refuse_input(self, kind: str, detail: str) -> None:
+        """Count a refused input message and log the first of each kind (a flood must not flood the log)."""
+        self.metrics.invalid_inputs.labels(kind=kind).inc()
+        self.refused_inputs[kind] = self.refused_inputs.get(kind, 0) + 1
+        if self.refused_inputs[kind] == 1:
+            log.warning("input refused (%s): %s; further ones of this kind are only counted", kind, detail)
+
+    @property
+    def state_dir(self) -> Path:
+        """The module's volume (`STATE_DIR`): what must survive a restart lives here."""
+        return Path(os.environ.get("STATE_DIR", "data"))
 
     @abc.abstractmethod
     async def apply_config(self, config: ConfigT) -> None:
@@ -94,7 +126,10 @@ class ModuleRuntime(Generic[ConfigT]):
     def __init__(self, module: EdgeModule[ConfigT], client_factory: Callable[[], Any] | None = None) -> None:
         self.module = module
         self.metrics = module.metrics
-        self.config: TwinConfig[ConfigT] = TwinConfig(module.config_model, module.apply_config)  # type: ignore[arg-type]
+        self.config: TwinConfig[ConfigT] = TwinConfig(
+            module.config_model, module.apply_config,  # type: ignore[arg-type]
+            store=module.state_dir / f"{module.name}-config.json",
+        )
         self._client_factory = client_factory or IoTHubModuleClient.create_from_edge_environment
         self.client: Any = None
         self.outbox = Outbox(self._send, self.metrics)
@@ -150,7 +185,7 @@ class ModuleRuntime(Generic[ConfigT]):
             return
         try:
             body = json.loads(message.data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self.metrics.messages_dropped.labels(reason="invalid").inc()
             log.warning("message on %r is not JSON; dropped", input_name)
             return
@@ -178,6 +213,11 @@ class ModuleRuntime(Generic[ConfigT]):
 
     async def _publish_outcome(self, outcome: ConfigOutcome) -> None:
         self.metrics.twin_config.labels(result=outcome.status).inc()
+        if outcome.status == "rejected":
+            fields = ", ".join(e["field"] for e in outcome.errors) or "(config)"
+            kept = f"; running on {outcome.fallback}" if outcome.fallback else ""
+            self.module.event("config_rejected", "warning",
+                              f"desired configuration v{outcome.desired_version} rejected ({fields}){kept}")
         reported = self.config.reported(outcome)
         self.last_reported = next(iter(reported.values()))
         await self.report(reported)
@@ -227,6 +267,8 @@ class ModuleRuntime(Generic[ConfigT]):
                 desired = twin.get("desired", {})
                 self._initial_version = int(desired.get("$version", -1))
                 await self._publish_outcome(await self.config.initial(desired))
+            self.module.event("module_started", "info", f"{self.module.name} started (configuration "
+                              f"{self.config.last.status if self.config.last else 'default'})")
             tasks = [
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.module.run(), name="module"),

@@ -12,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from energy_edge_base.liveness import EnergyCounter, LivenessSpec
 from energy_edge_base.modbus import ModbusTransport, Register, RegisterMap
 from energy_edge_base.modbus.poller import DeviceUnavailable
 from energy_edge_base.modbus.registers import MAX_READ_REGISTERS
+
+# Model 103's lifetime AC energy (WH) against its AC power (W): an inverter whose data froze keeps its counter
+# still while its power says energy flows (the counter counts delivered energy: PV output, battery discharge).
+AC_ENERGY_LIVENESS = LivenessSpec(counters=(
+    EnergyCounter("ac_energy_wh", "ac_power_w", 0.001, 0.001, scale_factor="ac_energy_sf"),))
 
 SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
 BASE_ADDRESSES = (40000, 0, 50000)

@@ -67,9 +67,9 @@ def test_module_interfaces_are_read_from_the_code(repo: m.Repository) -> None:
     assets = ("solar-module", "battery-module", "boiler-module", "microgrid-controller-module")
     for folder in assets:
         interface = repo.interface(folder)
-        assert interface.outputs == {"telemetry"} and interface.inputs == frozenset(), folder
+        assert interface.outputs == {"telemetry", "events"} and interface.inputs == frozenset(), folder
     controller = repo.interface("controller-module")
-    assert controller.outputs == {"capability", "summary"}
+    assert controller.outputs == {"capability", "summary", "events"}
     assert controller.inputs == {"telemetry"}
     assert repo.interface("site-simulator").entry is None  # a plain container, no IoT Hub client
 
@@ -84,16 +84,21 @@ def test_every_module_folder_is_deployed_and_every_module_has_a_model_or_nothing
         assert f"config.{name}" in repo.models or not desired(manifest, name), name
 
 
-def test_upstream_carries_only_the_controllers_aggregates() -> None:
-    """The message budget: raw telemetry stays on the edge; IoT Hub gets capability events and summaries."""
+def test_upstream_carries_aggregates_and_events_within_the_budget() -> None:
+    """The message budget: raw telemetry stays on the edge; IoT Hub gets the controller's capability reports and
+    summaries and every module's events, at most 2 000 messages a site a day all told."""
+    modules_with_events = {"controller", "microgrid-controller", "battery", "solar", "boiler", "telemetry"}
     for template in (BASE, PRODUCTION):
         manifest, _ = m.load_template(template, EXAMPLE_ENV)
         upstream = {name: spec for name, spec in routes(manifest).items()
                     if "$upstream" in (spec if isinstance(spec, str) else spec["route"])}
-        assert set(upstream) == {"capabilityUpstream", "summaryUpstream"}
         sources = {m.parse_route(n, s).source for n, s in upstream.items()}
         assert sources == {"/messages/modules/controller/outputs/capability",
-                           "/messages/modules/controller/outputs/summary"}
+                           "/messages/modules/controller/outputs/summary",
+                           *(f"/messages/modules/{module}/outputs/events" for module in modules_with_events)}
+        per_day = m.upstream_per_day(manifest)
+        assert set(per_day) == set(upstream)
+        assert sum(per_day.values()) <= m.UPSTREAM_BUDGET_PER_DAY
         hub = manifest["modulesContent"]["$edgeHub"]["properties.desired"]
         assert hub["storeAndForwardConfiguration"]["timeToLiveSecs"] >= 7 * 86400  # a week offline
 
@@ -120,11 +125,13 @@ def test_production_is_the_base_without_the_simulator() -> None:
     for name, spec in agent(production)["modules"].items():
         assert spec == agent(base)["modules"][name], name
         section, base_section = desired(production, name), desired(base, name)
-        assert section["site_id"] == "unassigned" and section.get("devices", []) == []  # the site layer's job
+        # the site layer's job: which site, its devices, and so the assets the controller and exporter believe
+        assert section["site_id"] == "unassigned" and section.get("devices", []) == [] and \
+            section.get("assets", {}) == {}
         # the console starts read-only on hardware sites (a site layer may turn its actions on)
-        kept = ("site_id", "devices", "operator_actions_enabled")
-        assert {k: v for k, v in section.items() if k not in kept} == \
-            {k: v for k, v in base_section.items() if k not in kept}, name
+        site_keys = ("site_id", "devices", "assets", "operator_actions_enabled")
+        assert {k: v for k, v in section.items() if k not in site_keys} == \
+            {k: v for k, v in base_section.items() if k not in site_keys}, name
         assert section.get("operator_actions_enabled", False) is False, name
     assert routes(production) == routes(base)
     assert agent(production)["systemModules"] == agent(base)["systemModules"]
@@ -208,6 +215,14 @@ BROKEN: list[tuple[str, Mutation, str]] = [
     ("desired without a model", _set_desired("simulator", "scenario", "small"), "registers no configuration model"),
     ("twin of a module not deployed", lambda man: man["modulesContent"].__setitem__(
         "wind", {"properties.desired": {}}), "wind: twin settings for a module this deployment does not run"),
+    ("upstream over the budget", _set_desired("controller", "summary_interval_s", 10),
+     "over the budget of 2,000 per site"),
+    ("upstream without a bound", _set_route("x", "FROM /messages/modules/battery/outputs/status INTO $upstream"),
+     "sends upstream with no known bound"),
+    ("controller assets not the devices", _set_desired("controller", "assets", {"battery": ["bess-1", "bess-9"]}),
+     "controller.properties.desired.assets"),
+    ("telemetry assets not the devices", _set_desired("telemetry", "assets", {"battery": ["bess-1"]}),
+     "telemetry.properties.desired.assets"),
     ("schema: restart policy", lambda man: agent(man)["modules"]["solar"].__setitem__("restartPolicy", "sometimes"),
      "modules.solar.restartPolicy"),
     ("schema: module without status", lambda man: agent(man)["modules"]["boiler"].pop("status"),
@@ -379,7 +394,8 @@ def test_cli_writes_config_per_platform_and_the_emulator_loads_it(tmp_path: Path
     site = run_cli("manifest", "--repo", str(REPO), "build", "--platform", "amd64", "--template", str(SITE_LAYER),
                    "--env-file", str(DEPLOYMENT / "sites" / "example.env.example"), "--out-dir", str(out))
     assert site == 0 and json.loads((out / "site.amd64.json").read_text())["modulesContent"]["controller"] == \
-        {"properties.desired.site_id": "site-example-01"}
+        {"properties.desired.site_id": "site-example-01", "properties.desired.assets": {
+            "microgrid_controller": ["mgc-1"], "solar": ["pv-1"], "battery": ["bess-1"], "boiler": ["boiler-1"]}}
 
 
 def test_cli_check_passes_on_the_repository(capsys: pytest.CaptureFixture[str]) -> None:

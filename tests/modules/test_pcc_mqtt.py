@@ -66,8 +66,9 @@ class MqttSiteController:
         self.prefix = prefix
         self.values: dict[str, float] = {"grid_import_w": 42_000, "site_load_w": 90_000, "frequency_hz": 50.0,
                                          "voltage_v": 400.0, "status": 0b101, "import_energy_kwh": 10.0,
-                                         "export_energy_kwh": 1.0, "fault_code": 0, "import_limit_w": 150_000,
-                                         "peak_shaving_enable": 1, "der_enable": 0, "reset": 0}
+                                         "export_energy_kwh": 1.0, "fault_code": 0, "heartbeat": 0,
+                                         "import_limit_w": 150_000, "peak_shaving_enable": 1, "der_enable": 0,
+                                         "reset": 0}
         self.ignore_commands = False
         self.client = paho.Client(client_id="site-controller", protocol=paho.MQTTv311)
         self.client.on_message = self._on_command
@@ -88,6 +89,7 @@ class MqttSiteController:
 
     def _publish_loop(self) -> None:
         while not self._stop.wait(0.2):
+            self.values["heartbeat"] = int(time.monotonic()) % 65536  # its own clock: the data is live
             for point in PCC_TOPICS:
                 payload = str(self.values[point.name])  # plain numbers work as well as {"value": …}
                 self.client.publish(f"{self.prefix}/{point.topic}", payload, qos=0)

@@ -144,7 +144,7 @@ def test_deploy_changes_routes(hub: HubProcess, tmp_path: Path) -> None:
     path = tmp_path / "with-solar-upstream.json"
     path.write_text(json.dumps(manifest))
     db = hub.data_dir / "hub.db"
-    assert not query_upstream(db, module_id="solar")
+    assert not query_upstream(db, module_id="solar", message_type="telemetry")
     registry = {"CONTAINER_REGISTRY_ADDRESS": "example.azurecr.io", "CONTAINER_REGISTRY_USERNAME": "u",
                 "CONTAINER_REGISTRY_PASSWORD": "p"}  # as the pipeline's variables would give them
     refused = cli(hub, "deploy", str(path))
@@ -152,6 +152,6 @@ def test_deploy_changes_routes(hub: HubProcess, tmp_path: Path) -> None:
     result = cli(hub, "deploy", str(path), env=registry)
     assert result.returncode == 0, result.stderr
     deadline = time.monotonic() + 20
-    while not query_upstream(db, module_id="solar"):
+    while not query_upstream(db, module_id="solar", message_type="telemetry"):
         assert time.monotonic() < deadline, "the new route never carried a message"
         time.sleep(0.2)

@@ -15,7 +15,7 @@ from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import BatteryTelemetry, utc_now
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import ModbusTransport, RegisterMap
-from energy_edge_base.sunspec import discover_map
+from energy_edge_base.sunspec import AC_ENERGY_LIVENESS, discover_map
 
 MODELS = (1, 103, 120, 124, 713)
 REQUIRED_MODELS = (103, 124)
@@ -26,6 +26,8 @@ CHARGE_STATUS = {1: "off", 2: "empty", 3: "discharging", 4: "charging", 5: "full
 
 
 class BatteryDevice(AssetDevice[BatterySettings]):
+    liveness_points = AC_ENERGY_LIVENESS
+
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         return await discover_map(transport, f"battery {self.asset_id}", MODELS, REQUIRED_MODELS)
 

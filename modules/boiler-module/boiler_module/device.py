@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from boiler_module.config import BoilerSettings
-from boiler_module.registers import BOILER_MAP, STATES
+from boiler_module.registers import BOILER_LIVENESS, BOILER_MAP, STATES
 from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import BoilerTelemetry, utc_now
 from energy_edge_base.methods import MethodError
@@ -19,6 +19,8 @@ from energy_edge_base.modbus import ModbusTransport, RegisterMap
 
 
 class BoilerDevice(AssetDevice[BoilerSettings]):
+    liveness_points = BOILER_LIVENESS
+
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         return BOILER_MAP
 

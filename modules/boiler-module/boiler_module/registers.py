@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from energy_edge_base.liveness import EnergyCounter, LivenessSpec
 from energy_edge_base.modbus import Register, RegisterMap
 
 STATES = {0: "idle", 1: "heating", 2: "standby", 3: "fault"}
@@ -33,3 +34,6 @@ BOILER_MAP = RegisterMap(
         Register(name="reset", address=103, access="rw", description="Write 1 to clear a fault."),
     ),
 )
+
+# What proves the boiler's data is live: its heater energy counter against the heater power.
+BOILER_LIVENESS = LivenessSpec(counters=(EnergyCounter("heater_energy_kwh", "heater_power_kw", 1.0, 0.1),))

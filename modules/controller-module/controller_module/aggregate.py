@@ -87,7 +87,7 @@ class SiteAggregator:
                 power = self._battery_power_at(asset_id, _f(b, "power_kw"), _opt(b, "setpoint_kw"), meter_read_at)
                 batteries.append(BatteryView(
                     asset_id, online, power, _opt(b, "soc_pct"), _opt(b, "capacity_kwh"),
-                    _f(b, "max_charge_kw"), _f(b, "max_discharge_kw"), age,
+                    _f(b, "max_charge_kw"), _f(b, "max_discharge_kw"), age, _fault(b),
                 ))
             elif kind == "solar":
                 solars.append(SolarView(asset_id, online, _f(b, "power_kw"), _opt(b, "rated_kw"),
@@ -97,7 +97,7 @@ class SiteAggregator:
                                           _opt(b, "min_temp_c"), _opt(b, "max_temp_c"), _opt(b, "rated_kw"), age))
             elif kind == "microgrid_controller":
                 meters.append(MeterView(asset_id, online, _f(b, "grid_import_kw"), b.get("peak_shaving_active"),
-                                        b.get("der_active"), _opt(b, "import_limit_kw"), age))
+                                        b.get("der_active"), _opt(b, "import_limit_kw"), age, _fault(b)))
         meter = min(meters, key=lambda m: m.age_s) if meters else None
         return SiteState(
             now=site_time, meter=meter, batteries=tuple(batteries), solars=tuple(solars), boilers=tuple(boilers),
@@ -136,6 +136,13 @@ def _epoch(stamp: Any) -> float | None:
         return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _fault(body: dict[str, Any]) -> str | None:
+    """The fault an asset reports, if any (text, else its code)."""
+    if body.get("fault_code") is None and not body.get("fault"):
+        return None
+    return str(body.get("fault") or f"fault code {body.get('fault_code')}")
 
 
 def _num(value: Any) -> bool:

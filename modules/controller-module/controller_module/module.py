@@ -18,14 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import Gauge
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller_module.aggregate import SiteAggregator
 from controller_module.core.allocation import split
 from controller_module.core.capability import CapabilityState
 from controller_module.core.config import ControllerConfig
-from controller_module.core.controller import BoilerCommand, BoilerMode, Controller, Decision, Dispatch, Memory
-from energy_edge_base.contract import CapabilityStatus, SiteSummary, application_properties
+from controller_module.core.controller import (
+    BoilerCommand,
+    BoilerMode,
+    Controller,
+    Decision,
+    Dispatch,
+    Memory,
+    Mode,
+)
+from energy_edge_base.contract import (
+    CapabilityStatus,
+    SiteSummary,
+    Telemetry,
+    application_properties,
+    parse_message,
+)
 from energy_edge_base.methods import MethodError
 from energy_edge_base.runtime import EdgeModule
 
@@ -122,6 +136,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         self.summary_window: list[tuple[float, float]] = []
         self.summary_started: dt.datetime | None = None
         self.meter_update = asyncio.Event()
+        self._cycle_errors: set[str] = set()
         self.tracking_gauge = Gauge(
             "energy_edge_controller_tracking_error_watts",
             "Rolling mean of setpoint − actual per asset (batteries, and PV while curtailed).", ["asset_id"],
@@ -165,18 +180,60 @@ class ControllerModule(EdgeModule[ControllerConfig]):
     # ------------------------------------------------------------ inputs
 
     async def on_telemetry(self, body: Any, message: Any) -> None:
-        if self.aggregator.add(body, time.monotonic(), self.clock.now()):
-            if body.get("asset_type") == "microgrid_controller":
-                self.meter_update.set()  # a new meter reading starts the next cycle
+        telemetry = self.accept(body, message)
+        if telemetry is not None:
+            self.take(telemetry.model_dump(mode="json"))
+
+    def take(self, body: dict[str, Any]) -> None:
+        """Accepted telemetry (a contract message as JSON) into the site state and the tracking metrics."""
+        self.aggregator.add(body, time.monotonic(), self.clock.now())
+        kind = body["asset_type"]
+        if kind == "microgrid_controller":
+            self.meter_update.set()  # a new meter reading starts the next cycle
+        # A setpoint is a target for batteries; for PV it is only a cap, meaningful while curtailed.
+        setpoint, power = body.get("setpoint_kw"), body["power_kw"]
+        if (kind == "battery" or (kind == "solar" and body.get("curtailed"))) and setpoint is not None:
+            error = setpoint - power
             asset_id = body["asset_id"]
-            setpoint = body.get("setpoint_kw")
-            # A setpoint is a target for batteries; for PV it is only a cap, meaningful while curtailed.
-            kind = body.get("asset_type")
-            tracked = kind == "battery" or (kind == "solar" and body.get("curtailed"))
-            if tracked and isinstance(setpoint, (int, float)) and isinstance(body.get("power_kw"), (int, float)):
-                error = setpoint - body["power_kw"]
-                self.tracking_kw[asset_id] = 0.8 * self.tracking_kw.get(asset_id, error) + 0.2 * error
-                self.tracking_gauge.labels(asset_id=asset_id).set(self.tracking_kw[asset_id] * 1000)
+            self.tracking_kw[asset_id] = 0.8 * self.tracking_kw.get(asset_id, error) + 0.2 * error
+            self.tracking_gauge.labels(asset_id=asset_id).set(self.tracking_kw[asset_id] * 1000)
+
+    def accept(self, body: Any, message: Any) -> Telemetry | None:
+        """The telemetry the controller may believe, or None (counted, logged once per kind).
+
+        Every input is parsed with the contract's models (strict types, finite numbers, every field present),
+        must be asset telemetry of this site, from the module that drives its asset type, of an asset in the
+        site's configuration, and stamped within `clock_skew_s` of this module's clock. One NaN, a string
+        where a number belongs or a forged hour-old reading would otherwise steer the batteries (or end the
+        process)."""
+        cfg = self.config
+        try:
+            telemetry = parse_message(body)
+        except (ValidationError, TypeError, ValueError) as exc:
+            self.refuse_input("invalid", str(exc).replace("\n", " ")[:300])
+            return None
+        if not isinstance(telemetry, Telemetry):
+            self.refuse_input("not_telemetry", f"{telemetry.message_type} on input telemetry")
+            return None
+        source = (getattr(message, "custom_properties", None) or {}).get("$.cmid")
+        expected = cfg.asset_modules.get(telemetry.asset_type, telemetry.asset_type)
+        if source != expected:
+            self.refuse_input("wrong_source", f"{telemetry.asset_type} telemetry from module {source!r}, "
+                                              f"not {expected!r}")
+            return None
+        if telemetry.site_id != cfg.site_id:
+            self.refuse_input("other_site", f"{telemetry.asset_id} of site {telemetry.site_id!r}")
+            return None
+        if not cfg.allows(telemetry.asset_type, telemetry.asset_id):
+            self.refuse_input("unknown_asset", f"{telemetry.asset_type} {telemetry.asset_id!r} is not in the "
+                                               "site's configuration (assets)")
+            return None
+        skew_s = telemetry.timestamp.timestamp() - time.time()
+        if skew_s < -cfg.clock_skew_s or skew_s > cfg.clock_skew_s:
+            self.refuse_input("stale" if skew_s < 0 else "future",
+                              f"{telemetry.asset_id} stamped {skew_s:+.1f} s from this module's clock")
+            return None
+        return telemetry
 
     # ------------------------------------------------------------ the cycle
 
@@ -185,15 +242,42 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         last_persist = time.monotonic()
         while True:
             started = time.monotonic()
-            self.controller.config = self.config
-            site = self.aggregator.site_state(started, self.clock.now())
-            self.decision = self.controller.step(site)
-            await self._write(self.decision, site)
-            await self._report(self.decision, site)
+            try:
+                await self._cycle(started)
+            except Exception as exc:
+                # Nothing a cycle meets may end the process: a restart loses the quarter's state and
+                # leaves the batteries to their watchdogs. Counted, logged once per kind, and the next
+                # cycle starts from fresh state.
+                self.metrics.invalid_inputs.labels(kind="cycle_error").inc()
+                if type(exc).__name__ not in self._cycle_errors:
+                    self._cycle_errors.add(type(exc).__name__)
+                    log.exception("control cycle failed; the next one runs")
             if started - last_persist > PERSIST_EVERY_S:
                 self._persist()
                 last_persist = started
             await self._next_cycle(started)
+
+    async def _cycle(self, started: float) -> None:
+        assert self.controller is not None
+        self.controller.config = self.config
+        site = self.aggregator.site_state(started, self.clock.now())
+        previous = self.decision.status if self.decision else None
+        self.decision = self.controller.step(site)
+        await self._write(self.decision, site)
+        await self._say_mode_change(previous, self.decision.status)
+        await self._report(self.decision, site)
+
+    async def _say_mode_change(self, previous: Any, status: Any) -> None:
+        """Entering or leaving the fail-safe is news: the twin's `status` and an `event` say it at once."""
+        was_safe = previous is not None and previous.mode is Mode.FAIL_SAFE
+        is_safe = status.mode is Mode.FAIL_SAFE
+        if is_safe and (not was_safe or previous.reason != status.reason):
+            self.event("fail_safe_entered", "critical", f"fail-safe, batteries on hold: {status.reason}")
+        elif was_safe and not is_safe:
+            self.event("fail_safe_left", "info", f"control resumed ({status.mode.value}): {status.reason}")
+        else:
+            return
+        await self.report({"status": self._status_doc()})
 
     async def _next_cycle(self, started: float) -> None:
         """Cycle when a new meter reading arrives (a load step is answered within one meter poll, not a
@@ -357,6 +441,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             "margin_kw": s.margin_kw, "battery_kw": s.battery_kw, "limited_by": list(s.limited_by),
             "battery_setpoints_kw": self.decision.battery_kw,
             "tracking_error_kw": {k: round(v, 3) for k, v in self.tracking_kw.items()},
+            "inputs_refused": dict(self.refused_inputs),
         }
 
     # ------------------------------------------------------------ methods

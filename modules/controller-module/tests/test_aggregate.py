@@ -95,7 +95,7 @@ async def test_tracking_error_in_metrics(body: dict[str, Any], expected_w: float
     from controller_module.module import ControllerModule
 
     module = ControllerModule()
-    await module.on_telemetry({"online": True, **body}, None)
+    module.take({"online": True, **body})
     lines = [line for line in module.metrics.exposition().decode().splitlines()
              if line.startswith("energy_edge_controller_tracking_error_watts{")]
     if expected_w is None:

@@ -23,6 +23,7 @@ from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import DeviceUnavailable, ModbusTransport, RegisterMap
 from microgrid_controller_module.config import PccSettings
 from microgrid_controller_module.registers import (
+    PCC_LIVENESS,
     PCC_MAP,
     PCC_TOPICS,
     STATUS_DER,
@@ -122,6 +123,8 @@ class MqttLink:
 
 
 class PccDevice(AssetDevice[PccSettings]):
+    liveness_points = PCC_LIVENESS
+
     def __init__(self, settings: PccSettings, module: Any) -> None:
         super().__init__(settings, module)
         self.mqtt: MqttLink | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from energy_edge_base.liveness import EnergyCounter, LivenessSpec
 from energy_edge_base.modbus import Register, RegisterMap
 
 STATUS_PEAK_SHAVING = 0x1
@@ -27,6 +28,8 @@ PCC_MAP = RegisterMap(
         Register(name="import_energy_kwh", address=7, table="input", data_type="uint32", scale=0.1, unit="kWh"),
         Register(name="export_energy_kwh", address=9, table="input", data_type="uint32", scale=0.1, unit="kWh"),
         Register(name="fault_code", address=11, table="input", description="0 = no fault."),
+        Register(name="heartbeat", address=12, table="input", data_type="uint16",
+                 description="Counts the controller's seconds of uptime (wraps): standing still = frozen data."),
         Register(name="import_limit_w", address=100, data_type="int32", unit="W", access="rw",
                  description="Contracted import limit the device guards."),
         Register(name="peak_shaving_enable", address=102, access="rw", description="0/1."),
@@ -56,8 +59,18 @@ PCC_TOPICS: tuple[TopicPoint, ...] = (
     TopicPoint("import_energy_kwh", "energy/import_kwh"),
     TopicPoint("export_energy_kwh", "energy/export_kwh"),
     TopicPoint("fault_code", "fault_code"),
+    TopicPoint("heartbeat", "heartbeat"),
     TopicPoint("import_limit_w", "control/import_limit_w", writable=True),
     TopicPoint("peak_shaving_enable", "control/peak_shaving_enable", writable=True),
     TopicPoint("der_enable", "control/der_enable", writable=True),
     TopicPoint("reset", "control/reset", writable=True),
+)
+
+
+# What proves the controller's data is live (energy_edge_base.liveness): its heartbeat, and its energy
+# counters against the power at the connection point.
+PCC_LIVENESS = LivenessSpec(
+    heartbeat="heartbeat",
+    counters=(EnergyCounter("import_energy_kwh", "grid_import_w", 0.001, 0.1, direction=1),
+              EnergyCounter("export_energy_kwh", "grid_import_w", 0.001, 0.1, direction=-1)),
 )

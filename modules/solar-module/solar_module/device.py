@@ -10,7 +10,7 @@ from energy_edge_base.asset import AssetDevice, clamp
 from energy_edge_base.contract import SolarTelemetry, utc_now
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import ModbusTransport, RegisterMap
-from energy_edge_base.sunspec import discover_map
+from energy_edge_base.sunspec import AC_ENERGY_LIVENESS, discover_map
 from solar_module.config import SolarSettings
 
 MODELS = (1, 103, 120, 123)
@@ -21,6 +21,8 @@ OPERATING_STATE = {1: "off", 2: "sleeping", 3: "starting", 4: "mppt", 5: "thrott
 
 
 class SolarDevice(AssetDevice[SolarSettings]):
+    liveness_points = AC_ENERGY_LIVENESS
+
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
         return await discover_map(transport, f"solar {self.asset_id}", MODELS, REQUIRED_MODELS)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from energy_edge_base.contract import AssetType
+
 
 class TelemetryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="telemetry module configuration")
@@ -12,4 +14,9 @@ class TelemetryConfig(BaseModel):
     bind_address: str = Field("0.0.0.0", min_length=1, description="Address the HTTP server listens on.")
     stale_after_s: float = Field(
         30.0, gt=0, le=86_400, description="An asset silent for this long counts as stale in /healthz, seconds."
+    )
+    assets: dict[AssetType, list[str]] | None = Field(
+        None,
+        description="The site's assets by type; telemetry of any other asset is refused (counted as invalid), so a "
+        "phantom asset cannot hold /healthz at 503. None: every asset that reports is exported.",
     )

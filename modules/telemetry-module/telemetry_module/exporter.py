@@ -9,12 +9,15 @@ bounded ones (`capability`, `mode`). The telemetry fields map to metrics through
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
+
+from energy_edge_base.contract import parse_message
 
 ASSET_LABELS = ["site_id", "asset_id", "asset_type"]
 MODES = ("fail_safe", "dispatch", "peak_shaving", "balancing", "idle")
@@ -82,14 +85,21 @@ class SiteState:
         self.messages: dict[str, int] = {}
         self.invalid = 0
 
-    def take(self, body: Any) -> bool:
-        """One routed message; False (and counted) when it is not something the exporter reads."""
-        if not isinstance(body, dict):
+    def take(self, body: Any, assets: Mapping[Any, list[str]] | None = None) -> bool:
+        """One routed message; False (and counted) when it is not something the exporter reads: it breaks the
+        contract (parsed with its models, so no NaN or string reaches a metric), or it is telemetry of an asset
+        not in `assets` (when given)."""
+        try:
+            parse_message(body)
+        except (ValidationError, TypeError, ValueError):
             self.invalid += 1
             return False
         kind = body.get("message_type")
         now = self.clock()
-        if kind == "telemetry" and isinstance(body.get("asset_id"), str) and isinstance(body.get("asset_type"), str):
+        if kind == "telemetry" and assets is not None and body["asset_id"] not in assets.get(body["asset_type"], []):
+            self.invalid += 1
+            return False
+        if kind == "telemetry":
             self.assets[body["asset_id"]] = Seen(body, now)
             self.messages[body["asset_type"]] = self.messages.get(body["asset_type"], 0) + 1
         elif kind == "siteSummary":

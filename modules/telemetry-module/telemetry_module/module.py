@@ -62,7 +62,7 @@ class TelemetryModule(EdgeModule[TelemetryConfig]):
         log.info("serving /metrics on %s:%d", *address)
 
     async def on_message(self, body: Any, message: Any) -> None:
-        if not self.site.take(body):
+        if not self.site.take(body, self.config.assets):
             self.metrics.messages_dropped.labels(reason="unreadable").inc()
 
     async def run(self) -> None:

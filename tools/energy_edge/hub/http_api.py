@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from energy_edge.hub import identity
 from energy_edge.hub.core import EdgeHub, HubError
+from energy_edge.hub.jsondepth import MAX_JSON_DEPTH, json_depth
 from energy_edge.hub.manifest import ManifestError
 from energy_edge.hub.routes import RouteError
 from energy_edge.hub.twins import TwinError
@@ -55,9 +56,12 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
 
 async def _json_body(request: web.Request) -> Any:
     try:
-        return await request.json()
-    except ValueError as exc:
-        raise HubError(400, "ArgumentInvalid", f"request body is not valid JSON: {exc}") from exc
+        doc = await request.json()
+    except (ValueError, RecursionError) as exc:  # a body nested thousands deep ends Python's decoder
+        raise HubError(400, "ArgumentInvalid", f"request body is not valid JSON: {type(exc).__name__}") from exc
+    if json_depth(doc, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise HubError(400, "ArgumentInvalid", f"request body nested deeper than {MAX_JSON_DEPTH} levels")
+    return doc
 
 
 class MethodRequest(BaseModel):

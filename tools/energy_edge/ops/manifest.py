@@ -612,12 +612,105 @@ def folder_problems(manifest: Mapping[str, Any], repo: Repository, where: str) -
     return problems
 
 
+UPSTREAM_BUDGET_PER_DAY = 2000  # messages per site per day (an S1 unit's 400 000 a day covers 200 sites)
+CAPABILITY_CHANGES_PER_DAY = 24  # per capability, on top of the periodic refresh: a margin, not a rate limit
+
+
+def upstream_per_day(manifest: Mapping[str, Any]) -> dict[str, float]:
+    """The most each upstream route can send a day, from what bounds it: the controller's summary and
+    capability intervals (its desired properties) and the modules' event rate limit (events.py)."""
+    from energy_edge_base.events import BURST_ENV, EVENTS_OUTPUT, EVENTS_PER_DAY, burst_from
+
+    controller = (modules_content(manifest).get("controller") or {}).get(DESIRED) or {}
+    per_output = {
+        ("controller", "summary"): 86_400 / float(controller.get("summary_interval_s", 60)),
+        ("controller", "capability"): 2 * (86_400 / float(controller.get("capability_refresh_s", 900))
+                                           + CAPABILITY_CHANGES_PER_DAY),
+    }
+    budget: dict[str, float] = {}
+    for name, spec in routes_of(manifest).items():
+        route = parse_route(name, spec)
+        if route.endpoint.kind == "module_input":
+            continue
+        module, output = _source_parts(route.source)
+        if output == EVENTS_OUTPUT:
+            env = (user_modules(manifest).get(module or "") or {}).get("env") or {}
+            burst = burst_from({BURST_ENV: str(env[BURST_ENV].get("value"))} if BURST_ENV in env else {})
+            budget[name] = EVENTS_PER_DAY + burst
+        else:
+            budget[name] = per_output.get((module or "", output or ""), float("inf"))
+    return budget
+
+
+def budget_problems(manifest: Mapping[str, Any], where: str) -> list[Problem]:
+    """Everything routed upstream together stays within UPSTREAM_BUDGET_PER_DAY."""
+    try:
+        budget = upstream_per_day(manifest)
+    except RouteError:
+        return []  # route_problems names it
+    unbounded = sorted(name for name, n in budget.items() if n == float("inf"))
+    if unbounded:
+        return [Problem(f"{where}: routes.{name}", "sends upstream with no known bound on its messages a day")
+                for name in unbounded]
+    total = sum(budget.values())
+    if total > UPSTREAM_BUDGET_PER_DAY:
+        return [Problem(f"{where}: routes", f"upstream could carry {total:,.0f} messages a day, over the budget of "
+                                            f"{UPSTREAM_BUDGET_PER_DAY:,} per site")]
+    return []
+
+
+ASSET_MODULES = {"battery": "battery", "solar": "solar", "boiler": "boiler",
+                 "microgrid_controller": "microgrid-controller"}
+ASSET_LISTS = ("controller", "telemetry")  # the modules whose `assets` name the site's assets
+
+
+def site_assets(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The site's assets by type: the asset ids the asset modules' `devices` name (the one source of them)."""
+    content = modules_content(manifest)
+    controller = (content.get("controller") or {}).get(DESIRED) or {}
+    assets = {}
+    for kind, module in {**ASSET_MODULES, **controller.get("asset_modules", {})}.items():
+        devices = ((content.get(module) or {}).get(DESIRED) or {}).get("devices")
+        ids = sorted(str(d.get("asset_id")) for d in devices or [] if isinstance(d, dict))
+        if ids:
+            assets[kind] = ids
+    return assets
+
+
+def set_site_assets(manifest: dict[str, Any]) -> None:
+    """Write the site's assets into the modules that list them (after their devices changed)."""
+    content = manifest["modulesContent"]
+    for name in ASSET_LISTS:
+        desired = (content.get(name) or {}).get(DESIRED)
+        if isinstance(desired, dict):
+            desired["assets"] = site_assets(manifest)
+
+
+def asset_problems(manifest: Mapping[str, Any], where: str) -> list[Problem]:
+    """The controller's and the telemetry module's `assets` are the asset modules' devices: one list of the
+    site's assets, stated where each module needs it and checked to agree here."""
+    content = modules_content(manifest)
+    driven = site_assets(manifest)
+    problems = []
+    for name in ASSET_LISTS:
+        assets = ((content.get(name) or {}).get(DESIRED) or {}).get("assets")
+        if not isinstance(assets, dict):
+            continue
+        listed = {kind: sorted(ids) for kind, ids in assets.items() if ids}
+        if listed != driven:
+            problems.append(Problem(f"{where}: {name}.{DESIRED}.assets",
+                                    f"{listed} is not what the asset modules drive: {driven}"))
+    return problems
+
+
 def check_manifest(manifest: Mapping[str, Any], repo: Repository, where: str) -> list[Problem]:
     """All checks on one complete (non-layered) manifest, placeholders for variables already expanded."""
     problems = schema_problems(manifest, where)
     problems += folder_problems(manifest, repo, where)
     problems += desired_problems(manifest, repo, where)
     problems += route_problems(manifest, repo, where)
+    problems += budget_problems(manifest, where)
+    problems += asset_problems(manifest, where)
     return problems
 
 

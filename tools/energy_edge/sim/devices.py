@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -417,6 +418,7 @@ CONTROLLER_INPUT: list[VendorRow] = [
     (7, "import_energy_kwh", "uint32", 0.1, "R", "kWh", "energy imported (high word first)"),
     (9, "export_energy_kwh", "uint32", 0.1, "R", "kWh", "energy exported (high word first)"),
     (11, "fault_code", "uint16", 1, "R", "", "0 none, 1 controller trip"),
+    (12, "heartbeat", "uint16", 1, "R", "", "seconds of uptime, wrapping: stands still when the data is frozen"),
 ]
 CONTROLLER_HOLDING: list[VendorRow] = [
     (100, "import_limit_w", "int32", 1, "RW", "W", "import limit guarded by peak shaving"),
@@ -772,6 +774,7 @@ class ControllerDevice(SimDevice):
         return {"grid_import_w": m.grid_import_kw * 1000.0, "site_load_w": m.site_load_kw * 1000.0,
                 "frequency_hz": m.frequency_hz, "voltage_v": m.voltage_v, "status": m.status,
                 "import_energy_kwh": m.import_kwh, "export_energy_kwh": m.export_kwh, "fault_code": m.fault_code,
+                "heartbeat": int(time.monotonic()) % 65536,  # the controller's own clock, not simulated time
                 "import_limit_w": m.import_limit_kw * 1000.0, "peak_shaving_enable": int(m.peak_shaving_enable),
                 "der_enable": int(m.der_enable), "reset": self.extra.get("reset", 0)}
 

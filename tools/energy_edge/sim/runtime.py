@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ class Simulator:
         self.accel = 0.0
         self.set_accel(accel)
         self._carry_s = 0.0
+        self._beat_s = 0
         self.steps = 0
 
     # ------------------------------------------------------------ time
@@ -86,6 +88,17 @@ class Simulator:
             elapsed, last = now - last, now
             if self.accel > 0:
                 self.advance(elapsed * self.accel, MAX_STEPS_PER_TICK)
+            self._beat()
+
+    def _beat(self) -> None:
+        """Site controllers count their heartbeat on their own clock, paused or not, unless frozen."""
+        second = int(time.monotonic())
+        if second == self._beat_s:
+            return
+        self._beat_s = second
+        for asset_id, device in self.devices.items():
+            if device.kind == "microgrid_controller" and self.faults[asset_id].mode != "frozen":
+                device.refresh()
 
     # ------------------------------------------------------------ commands
 

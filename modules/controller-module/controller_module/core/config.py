@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+AssetTypeName = Literal["solar", "battery", "boiler", "microgrid_controller"]
 
 
 class ControllerConfig(BaseModel):
@@ -64,6 +69,17 @@ class ControllerConfig(BaseModel):
         description="IoT Edge module id that drives each asset type.",
     )
     method_timeout_s: float = Field(5.0, ge=5, le=60, description="Response timeout of a command, seconds.")
+    # what the controller believes
+    assets: dict[AssetTypeName, list[str]] | None = Field(
+        None,
+        description="The site's assets by type (the asset ids the asset modules drive). Telemetry of any other "
+        "asset is refused. None: every asset that its type's module (asset_modules) reports is accepted.",
+    )
+    clock_skew_s: float = Field(
+        5.0, gt=0, le=3600,
+        description="Telemetry stamped further than this from the module's clock (older, or in the future) is "
+        "refused, seconds.",
+    )
     # reporting
     summary_interval_s: float = Field(60.0, ge=1, le=86_400, description="Site summary upstream every, seconds.")
     capability_refresh_s: float = Field(
@@ -75,3 +91,19 @@ class ControllerConfig(BaseModel):
         if not self.min_soc_pct <= self.reserve_soc_pct <= self.max_soc_pct:
             raise ValueError("need min_soc_pct <= reserve_soc_pct <= max_soc_pct")
         return self
+
+    @model_validator(mode="after")
+    def _asset_ids(self) -> ControllerConfig:
+        seen: set[str] = set()
+        for kind, ids in (self.assets or {}).items():
+            for asset_id in ids:
+                if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", asset_id):
+                    raise ValueError(f"assets.{kind}: {asset_id!r} is not an asset id")
+                if asset_id in seen:
+                    raise ValueError(f"assets.{kind}: {asset_id!r} is listed twice")
+                seen.add(asset_id)
+        return self
+
+    def allows(self, asset_type: str, asset_id: str) -> bool:
+        """Is this asset part of the site's configuration?"""
+        return self.assets is None or asset_id in self.assets.get(asset_type, [])  # type: ignore[call-overload]

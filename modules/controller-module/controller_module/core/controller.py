@@ -152,11 +152,11 @@ class Controller:
 
         meter = site.meter
         if meter is None or not meter.online or meter.age_s > cfg.meter_stale_s:
-            why = "no meter" if meter is None else ("meter offline" if not meter.online else "meter data stale")
-            return self._fail_safe(site, why)
+            return self._fail_safe(site, _meter_problem(meter, cfg.meter_stale_s))
 
         # read: import without batteries and without discretionary (soaking) heating
-        batteries = [b for b in site.batteries if b.online and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
+        batteries = [b for b in site.batteries
+                     if b.online and b.fault is None and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
         p_now = sum(b.power_kw for b in batteries)
         heat_now = -site.boiler_power_kw
         g = meter.grid_import_kw + p_now
@@ -195,6 +195,9 @@ class Controller:
         for b in batteries:
             if b.asset_id in fixed:
                 setpoints[b.asset_id] = self._clamp_unit(b, fixed[b.asset_id], dt_s)
+        for b in site.batteries:  # a faulted battery takes no share; it is asked to hold (and so retried)
+            if b.online and b.fault is not None:
+                setpoints.setdefault(b.asset_id, 0.0)
         p_total = sum(setpoints.values())
         # the billing quarter holds the import expected with the new setpoints, not the reading taken before
         mem.quarters.revise(meter.grid_import_kw + p_now - p_total)
@@ -493,6 +496,15 @@ class Controller:
             "PEAK_SHAVING": combine("PEAK_SHAVING", [own_peak, ext_peak], site.now),
             "DER": combine("DER", [own_der, ext_der], site.now),
         }
+
+
+def _meter_problem(meter: Any, stale_s: float) -> str:
+    """Why the meter cannot be believed, stable from cycle to cycle (the kind of fault, not its details)."""
+    if meter is None:
+        return "no meter"
+    if not meter.online:
+        return f"meter offline ({meter.fault.split(':', 1)[0]})" if meter.fault else "meter offline"
+    return f"meter data stale (older than {stale_s:g} s)"
 
 
 def _reason(mode: Mode, box: Interval) -> str:

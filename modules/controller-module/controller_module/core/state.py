@@ -24,6 +24,7 @@ class BatteryView:
     max_charge_kw: float
     max_discharge_kw: float
     age_s: float = 0.0
+    fault: str | None = None  # online but faulted (e.g. refusing commands): left out of allocation, held
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class MeterView:
     der_active: bool | None
     import_limit_kw: float | None
     age_s: float = 0.0
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
