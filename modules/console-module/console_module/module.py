@@ -57,6 +57,7 @@ class ConsoleModule(EdgeModule[ConsoleConfig]):
         self.pending: list[tuple[Any, float, dt.datetime]] = []
         self.inputs["telemetry"] = self.on_message
         self.inputs["controller"] = self.on_message
+        self.inputs["events"] = self.on_message  # the other modules' events (the controller's come on `controller`)
 
     # ------------------------------------------------------------ configuration
 

@@ -17,6 +17,13 @@ QUARTER_S = 900
 # a setpoint change smaller than this is the controller trimming, not a command worth an event line
 COMMAND_EVENT_KW = 5.0
 RECENT_EVENTS = 30
+# a module's event code -> the console's kind of event
+EVENT_KINDS = {"module_started": "restart", "config_rejected": "twin", "device_command_refused": "fault",
+               "device_commands_recovered": "fault", "device_released_unsafe": "fault",
+               "fail_safe_entered": "mode", "fail_safe_left": "mode"}
+# the console sees these in every reading (and the modules' events are rate-limited for the upstream budget):
+# one line each, from the readings
+DERIVED_EVENT_CODES = {"device_offline", "device_recovered"}
 
 
 def _num(value: Any) -> float | None:
@@ -171,9 +178,11 @@ class SiteView:
                        f"{body.get('command')} {body.get('requested')} → {status} {body.get('applied')}"
                        f"{': ' + body['message'] if body.get('message') else ''}", body["asset_id"], now_s=now_s)
         elif kind == "event" and isinstance(body.get("code"), str):
+            code = body["code"]
             severity = body.get("severity") if body.get("severity") in ("info", "warning", "critical") else "info"
-            self.event("event", str(severity), f"{body['code']}: {body.get('text', '')}", body.get("asset_id"),
-                       now_s=now_s)
+            if code not in DERIVED_EVENT_CODES:
+                self.event(EVENT_KINDS.get(code, "event"), str(severity), f"{code}: {body.get('text', '')}",
+                           body.get("asset_id"), now_s=now_s)
         elif kind == "siteSummary":
             pass  # the controller's minute summary: the console has finer data of its own
         else:

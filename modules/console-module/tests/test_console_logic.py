@@ -104,6 +104,18 @@ def test_events_from_messages(store: ConsoleStore, before: dict[str, Any], after
     assert [(e["kind"], e["text"]) for e in reversed(new)] == events
 
 
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("module_started", "restart"), ("config_rejected", "twin"), ("device_command_refused", "fault"),
+     ("something_new", "event"), ("device_offline", None)],  # offline: the console's own line from the readings
+)
+def test_module_events(store: ConsoleStore, code: str, kind: str | None) -> None:
+    view = SiteView(ConsoleConfig(), store)
+    view.take({"message_type": "event", "code": code, "severity": "warning", "text": "t", "asset_id": None},
+              DAY, dt.datetime.now(dt.timezone.utc))
+    assert [(e["kind"], e["text"]) for e in store.events()] == ([(kind, f"{code}: t")] if kind else [])
+
+
 @pytest.mark.parametrize("body", [None, [], {"message_type": "telemetry"}, {"message_type": "weather"}, "x"])
 def test_unreadable_messages_are_refused(store: ConsoleStore, body: Any) -> None:
     assert not SiteView(ConsoleConfig(), store).take(body, DAY, dt.datetime.now(dt.timezone.utc))
