@@ -306,6 +306,9 @@ class Site:
         self.host = next_loopback()
         self.sim = SimProcess(root / "sim", self.host, scenario, accel)
         self.manifest_path = root / "deployment.json"
+        # a console nobody starts would only pile up its routed copies in the emulator's queue
+        if "console" not in modules:
+            drop = (*drop, "console")
         self.manifest_path.write_text(json.dumps(site_manifest(self.host, drop, desired=desired), indent=2))
         self.hub = HubProcess(self.manifest_path, root / "hub", self.host)
         self.module_ids = modules
