@@ -7,6 +7,7 @@
 * deployment/deployment.production.template.json: the base deployment of hardware sites. The same modules,
   routes and twin settings as the template, without the simulator module, with no devices and the site
   unassigned: the per-site layer (deployment/layered/site.template.json, target `tags.site='…'`) supplies them.
+  The site console starts read-only there (`operator_actions_enabled: false`); a site layer may turn it on.
 * deployment/layered/diagnostics.template.json: a layer for devices tagged `diagnostics=true`: the controller
   module as the template defines it, with debug logs as JSON and Prometheus metrics on port 9600.
 
@@ -29,6 +30,8 @@ PRODUCTION = DEPLOYMENT / "deployment.production.template.json"
 DIAGNOSTICS = DEPLOYMENT / "layered" / "diagnostics.template.json"
 
 LAB_ONLY_MODULES = ("simulator",)
+# hardware sites start read-only: a site layer turns the console's operator actions on where they are wanted
+PRODUCTION_DESIRED = {"console": {"operator_actions_enabled": False}}
 UNASSIGNED_SITE = "unassigned"
 DIAGNOSTICS_MODULE = "controller"
 DIAGNOSTICS_ENV = {"LOG_LEVEL": {"value": "DEBUG"}, "LOG_FORMAT": {"value": "json"}, "METRICS_PORT": {"value": "9600"}}
@@ -50,6 +53,7 @@ def production(template: dict[str, Any]) -> dict[str, Any]:
                 desired["devices"] = []
             if "assets" in desired:  # the site's assets come with its layer, as its devices do
                 desired["assets"] = {}
+            desired.update(PRODUCTION_DESIRED.get(name, {}))
     return manifest
 
 

@@ -4,17 +4,28 @@
 #   promtool   Prometheus's checker for exposition text and alert rules; only the binary is needed,
 #              taken from Debian's prometheus package into .venv-tools/bin (no server is installed)
 #   postgresql the capability history's second database
+#   chromium   a real browser (with chromium-driver) for the console's browser tests, driven by Playwright
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 # a PostgreSQL server for the capability-history tests (they start their own throwaway cluster)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
+# the console's browser tests: Debian's Chromium (tools cannot download browsers of their own here). Where the
+# distribution has no such package (Ubuntu ships a snap stub), a Chrome already on the machine is used, or the
+# browser tests are skipped and say so.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then
+    need+=(chromium chromium-driver fonts-dejavu-core)
+  else
+    echo "note: no chromium or google-chrome: the console's browser tests will be skipped" >&2
+  fi
+fi
 promtool_missing=0
 command -v promtool >/dev/null 2>&1 || [ -x .venv-tools/bin/promtool ] || promtool_missing=1
 if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing: ${need[*]} $([ $promtool_missing -eq 1 ] && echo promtool) (as root: apt-get install -y mosquitto prometheus)" >&2
+  echo "missing: ${need[*]} $([ $promtool_missing -eq 1 ] && echo promtool) (as root: apt-get install -y mosquitto prometheus chromium chromium-driver)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive

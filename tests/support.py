@@ -187,6 +187,7 @@ MODULE_FOLDERS = {
     "microgrid-controller": "microgrid-controller-module",
     "controller": "controller-module",
     "telemetry": "telemetry-module",
+    "console": "console-module",
 }
 DEPLOYMENT = REPO / "deployment" / "deployment.template.json"
 
@@ -305,10 +306,15 @@ class Site:
         self.host = next_loopback()
         self.sim = SimProcess(root / "sim", self.host, scenario, accel)
         self.manifest_path = root / "deployment.json"
+        # a console nobody starts would only pile up its routed copies in the emulator's queue
+        if "console" not in modules:
+            drop = (*drop, "console")
         self.manifest_path.write_text(json.dumps(site_manifest(self.host, drop, desired=desired), indent=2))
         self.hub = HubProcess(self.manifest_path, root / "hub", self.host)
         self.module_ids = modules
-        self.extra_env = {"STATE_DIR": str(root / "state"), **(extra_env or {})}
+        # servers a module opens (the console, /metrics) listen on the site's own loopback address
+        self.extra_env = {"STATE_DIR": str(root / "state"), "ENERGY_EDGE_BIND_ADDRESS": self.host,
+                          **(extra_env or {})}
         self.modules: dict[str, ModuleProcess] = {}
         self.probe: TelemetryProbe | None = None
 

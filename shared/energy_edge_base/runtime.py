@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Any, ClassVar, Generic
 
 from azure.iot.device import Message, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from energy_edge_base.config import ConfigOutcome, ConfigT, TwinConfig
 from energy_edge_base.contract import Event, Severity, application_properties, utc_now
@@ -40,6 +41,16 @@ CONNECT_RETRY_MIN_S = 1.0
 CONNECT_RETRY_MAX_S = 30.0
 SAFE_STATE_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
+
+
+class NoArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigReport(BaseModel):
+    module: str
+    started: str
+    config: dict[str, Any]
 
 
 class EdgeModule(abc.ABC, Generic[ConfigT]):
@@ -140,6 +151,12 @@ class ModuleRuntime(Generic[ConfigT]):
         module.methods.on_result.append(
             lambda name, status: self.metrics.method_calls.labels(method=name, status=str(status)).inc()
         )
+        # What the module last reported under `config`, also answered by `get_config`: another module (the
+        # site console) cannot read this module's twin, but it can call its methods.
+        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.last_reported: dict[str, Any] = {}
+        module.methods.register("get_config", NoArguments, ConfigReport, self._get_config,
+                                "This module's twin configuration status (as reported) and when it started.")
 
     # ------------------------------------------------------------ SDK bridge
 
@@ -211,7 +228,12 @@ class ModuleRuntime(Generic[ConfigT]):
             kept = f"; running on {outcome.fallback}" if outcome.fallback else ""
             self.module.event("config_rejected", "warning",
                               f"desired configuration v{outcome.desired_version} rejected ({fields}){kept}")
-        await self.report(self.config.reported(outcome))
+        reported = self.config.reported(outcome)
+        self.last_reported = next(iter(reported.values()))
+        await self.report(reported)
+
+    async def _get_config(self, request: NoArguments) -> ConfigReport:
+        return ConfigReport(module=self.module.name, started=self.started, config=self.last_reported)
 
     async def report(self, patch: dict[str, Any]) -> None:
         try:

@@ -128,9 +128,11 @@ def test_production_is_the_base_without_the_simulator() -> None:
         # the site layer's job: which site, its devices, and so the assets the controller and exporter believe
         assert section["site_id"] == "unassigned" and section.get("devices", []) == [] and \
             section.get("assets", {}) == {}
-        site_keys = ("site_id", "devices", "assets")
+        # the console starts read-only on hardware sites (a site layer may turn its actions on)
+        site_keys = ("site_id", "devices", "assets", "operator_actions_enabled")
         assert {k: v for k, v in section.items() if k not in site_keys} == \
             {k: v for k, v in base_section.items() if k not in site_keys}, name
+        assert section.get("operator_actions_enabled", False) is False, name
     assert routes(production) == routes(base)
     assert agent(production)["systemModules"] == agent(base)["systemModules"]
 

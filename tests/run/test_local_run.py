@@ -16,7 +16,8 @@ from tests.support import ENERGY_EDGE, REPO, next_loopback
 
 pytestmark = pytest.mark.integration
 
-MODULES = {"simulator", "edgeHub", "solar", "battery", "boiler", "microgrid-controller", "controller", "telemetry"}
+MODULES = {"simulator", "edgeHub", "solar", "battery", "boiler", "microgrid-controller", "controller", "telemetry",
+           "console"}
 
 
 def alive(pid: int) -> bool:
@@ -51,6 +52,8 @@ def test_local_run_holds_the_limit_and_survives_a_killed_module(tmp_path: Path) 
             time.sleep(0.2)
         endpoints = json.loads((data_dir / "endpoints.json").read_text())
         assert endpoints["metrics_url"].endswith("/metrics")
+        assert endpoints["console_url"].endswith(":8480/")
+        assert Path(endpoints["console_password_file"]).stat().st_mode & 0o077 == 0  # the run's sign-in, owner only
         time.sleep(10)  # let control settle before the fault
         os.kill(processes["solar"]["pid"], signal.SIGKILL)
         assert run.wait(timeout=240) == 0, "".join(output)

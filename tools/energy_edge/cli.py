@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_operator_parsers(sub)
     add_analyst_parsers(sub)
+    from energy_edge.ops.console import add_console_parser
+
+    add_console_parser(sub)
     from energy_edge.bench.cli import add_bench_parser
 
     add_bench_parser(sub)

@@ -91,6 +91,10 @@ async def run(options: RunOptions) -> int:
     capabilities: dict[str, Any] = {}
     try:
         await supervisor.start()
+        if "console_url" in supervisor.endpoints:
+            e = supervisor.endpoints
+            print(f"console: {e['console_url']}  (sign in as {e['console_user']}, password in "
+                  f"{e['console_password_file']})", flush=True)
         api = ServiceApi(supervisor.hub_info)
         hub_db = options.data_dir / "hub" / "hub.db"
         view = LiveView(options) if options.ui else None

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[3]
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
 STOP_TIMEOUT_S = 10.0
+CONSOLE_USER = "technician"
 _IMAGE_FOLDER = re.compile(r"\$\{MODULES\.([A-Za-z0-9_.-]+?)(?:\.[a-z0-9]+)?\}")
 
 
@@ -143,6 +145,7 @@ class Supervisor:
     order: list[str] = field(default_factory=list)
     hub_info: dict[str, Any] = field(default_factory=dict)
     sim_info: dict[str, Any] = field(default_factory=dict)
+    endpoints: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # children run from the repository; every path they are given must not depend on our cwd
@@ -247,10 +250,31 @@ class Supervisor:
             port = int(desired.get("metrics_port", 9600))
             doc["metrics_url"] = f"http://{self.host}:{port}/metrics"
             doc["healthz_url"] = f"http://{self.host}:{port}/healthz"
+        console = edge.modules.get("console")
+        if console is not None and console.status == "running" and "console" not in self.skip_modules:
+            port = int(edge.desired.get("console", {}).get("http_port", 8480))
+            doc["console_url"] = f"http://{self.host}:{port}/"
+            doc["console_user"], doc["console_password_file"] = CONSOLE_USER, str(self.console_credential())
+        self.endpoints = doc
         path = self.data_dir / "endpoints.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(path)
+
+    def console_credential(self) -> Path:
+        """The console's sign-in for this local site: made once, a random password kept beside the run's data
+        (on a real device the operator sets it with `energy-edge console set-password`)."""
+        from energy_edge_base.credentials import read_credentials, set_password
+
+        password_file = (self.data_dir / "console-password.txt").resolve()
+        credentials = self.data_dir / "state" / "console" / "console-credentials.json"
+        if CONSOLE_USER not in read_credentials(credentials) or not password_file.exists():
+            password = secrets.token_urlsafe(12)
+            set_password(credentials, CONSOLE_USER, password)
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+        return password_file
 
     def module_states(self) -> dict[str, dict[str, Any]]:
         return {name: {"state": p.state, "restarts": p.restarts, "exit_codes": p.exit_codes}
