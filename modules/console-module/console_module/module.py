@@ -40,6 +40,7 @@ ACTION_CONNECT_TIMEOUT_S = 5
 class ConsoleModule(EdgeModule[ConsoleConfig]):
     name = "console"
     config_model = ConsoleConfig
+    input_names = frozenset({"telemetry", "controller", "events"})
 
     def __init__(self) -> None:
         super().__init__()
