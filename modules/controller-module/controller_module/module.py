@@ -33,6 +33,7 @@ from controller_module.core.controller import (
     Memory,
     Mode,
 )
+from energy_edge_base.clock import SiteClock
 from energy_edge_base.contract import (
     CapabilityStatus,
     SiteSummary,
@@ -64,24 +65,6 @@ CAPABILITY_OUTPUT = "capability"
 SUMMARY_OUTPUT = "summary"
 PERSIST_EVERY_S = 60.0
 MIN_CYCLE_S = 0.2
-
-
-class SiteClock:
-    """Site time. On a real site, the wall clock; against an accelerated simulator, simulated time
-    (`ENERGY_EDGE_SIM_CLOCK=<origin ISO 8601>|<wall epoch at origin>|<simulated s per real s>`)."""
-
-    def __init__(self, spec: str | None = None) -> None:
-        self.origin: dt.datetime | None = None
-        self.wall0, self.accel = 0.0, 1.0
-        if spec:
-            origin, wall0, accel = spec.split("|")
-            self.origin = dt.datetime.fromisoformat(origin)
-            self.wall0, self.accel = float(wall0), float(accel)
-
-    def now(self) -> dt.datetime:
-        if self.origin is None:
-            return dt.datetime.now(dt.timezone.utc)
-        return self.origin + dt.timedelta(seconds=(time.time() - self.wall0) * self.accel)
 
 
 class DispatchRequest(BaseModel):
@@ -124,7 +107,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = SiteClock(os.environ.get("ENERGY_EDGE_SIM_CLOCK"))
+        self.clock = SiteClock.from_environment()
         self.aggregator = SiteAggregator()
         self.state_path = Path(os.environ.get("STATE_DIR", "data")) / "controller-state.json"
         self.controller: Controller | None = None
