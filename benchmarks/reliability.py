@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import REPO, ProcSampler, machine_info, pick_host, write_json
-from run_resources import INFRA, RUNNER, run_pids, stop
+from run_resources import INFRA, RUNNER, modules_up, run_pids, stop
 
 SOAK_FAULTS = [("mgc-1", "frozen", None), ("mgc-1", "exception", 4), ("mgc-1", "offline", None),
                ("bess-1", "offline", None), ("bess-1", "exception", 4)]
@@ -164,12 +164,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         while proc.poll() is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the run did not finish within {args.max_minutes} min")
-            if t_modules is None:
-                with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                    current = run_pids(data_dir)
-                    if all(current[n] for n in current if n not in INFRA) and len(current) > len(INFRA):
-                        t_modules = time.monotonic()
-                        injector.start()
+            if t_modules is None and modules_up(data_dir):
+                t_modules = time.monotonic()
+                injector.start()
             time.sleep(0.5)
     finally:
         injector.done.set()

@@ -48,6 +48,16 @@ def run_pids(data_dir: Path) -> dict[str, int | None]:
     return {name: p.get("pid") for name, p in doc["processes"].items()}
 
 
+def modules_up(data_dir: Path) -> list[str] | None:
+    """The run's modules once every one of them has a pid; None before (or while run.json is being written)."""
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        current = run_pids(data_dir)
+        modules = [n for n in current if n not in INFRA]
+        if modules and all(current[n] for n in modules):
+            return modules
+    return None
+
+
 def slope_mb_per_h(samples: list[Any], t_from: float, t_to: float) -> float | None:
     """Least-squares slope of RSS over the window (a leak shows as a steady climb)."""
     pts = [(s.t, s.rss_kb / 1024) for s in samples if t_from <= s.t <= t_to]
@@ -86,14 +96,9 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         while proc.poll() is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the run did not finish within {args.max_minutes} min")
-            if t_modules is None:
-                with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                    current = run_pids(data_dir)
-                    modules = [n for n in current if n not in INFRA]
-                    if modules and all(current[n] for n in modules):
-                        t_modules = time.monotonic()
-                        print(f"{len(modules)} modules up after {t_modules - started:.1f} s: {', '.join(modules)}",
-                              flush=True)
+            if t_modules is None and (up := modules_up(data_dir)):
+                t_modules = time.monotonic()
+                print(f"{len(up)} modules up after {t_modules - started:.1f} s: {', '.join(up)}", flush=True)
             time.sleep(0.5)
         code = proc.returncode
     finally:
