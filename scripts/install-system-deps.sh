@@ -4,15 +4,20 @@
 #   promtool   Prometheus's checker for exposition text and alert rules; only the binary is needed,
 #              taken from Debian's prometheus package into .venv-tools/bin (no server is installed)
 #   postgresql the capability history's second database
+#   docker.io  Docker Engine: `make images` and the container run (`energy-edge run --containers`);
+#              dockerd is started in the background when none answers (CI: a clean machine, no systemd)
+#   debootstrap the stand-in base image where the official Python image cannot be pulled
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 # a PostgreSQL server for the capability-history tests (they start their own throwaway cluster)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 promtool_missing=0
 command -v promtool >/dev/null 2>&1 || [ -x .venv-tools/bin/promtool ] || promtool_missing=1
-if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exit 0; fi
+if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exec bash scripts/start-dockerd.sh; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing: ${need[*]} $([ $promtool_missing -eq 1 ] && echo promtool) (as root: apt-get install -y mosquitto prometheus)" >&2
   exit 1
@@ -32,3 +37,4 @@ if [ $promtool_missing -eq 1 ]; then
   rm -rf "$work"
   .venv-tools/bin/promtool --version | head -1
 fi
+exec bash scripts/start-dockerd.sh
