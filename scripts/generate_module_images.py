@@ -113,8 +113,8 @@ STOPSIGNAL SIGTERM
 _HEALTHZ_PROBE = ("import os, urllib.request; urllib.request.urlopen('http://%s:%s/healthz' % "
                   "(os.environ.get('ENERGY_EDGE_BIND_ADDRESS') or '127.0.0.1', "
                   "os.environ.get('HEALTHZ_PORT', '9600')), timeout=4)")
-TELEMETRY_HEALTHCHECK = f"""\\
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \\\\
+TELEMETRY_HEALTHCHECK = f"""\
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \\
     CMD ["python", "-c", "{_HEALTHZ_PROBE}"]
 """
 
