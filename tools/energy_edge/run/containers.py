@@ -379,7 +379,8 @@ class ContainerSupervisor(Supervisor):
     def write_state(self) -> None:
         doc = {name: {"pid": p.pid, "state": p.state, "restarts": p.restarts} for name, p in self.processes.items()}
         for name, c in self.containers.items():
-            doc[name] = {"container": c.container_id, "state": c.state, "restarts": c.restarts, "pid": None}
+            doc[name] = {"container": c.container_id, "state": c.state, "restarts": c.restarts, "pid": None,
+                         "exit_codes": c.exit_codes, "stop_s": c.stop_s, "grace_s": c.grace_s}
         path = self.data_dir / "run.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"processes": doc}, indent=2))
