@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -225,9 +226,11 @@ class ContainerSupervisor(Supervisor):
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
     def sweep(self) -> int:
-        """Remove containers and volumes an earlier run on this data directory left behind."""
+        """Remove containers and volumes an earlier run on this data directory left behind, and stop the emulator
+        and simulator processes a crashed runner left (run.json names them; their command line names the data
+        directory, so a recycled pid is not touched)."""
+        removed = self._sweep_processes()
         filters = {"label": [f"{OWNER_LABEL}={OWNER}", f"{DATA_DIR_LABEL}={self.data_dir}"]}
-        removed = 0
         for container in self.client.containers.list(all=True, filters=filters):
             log.warning("removing %s, left by an earlier run", container.name)
             with contextlib.suppress(Exception):
@@ -238,6 +241,27 @@ class ContainerSupervisor(Supervisor):
                 volume.remove(force=True)
                 removed += 1
         return removed
+
+    def _sweep_processes(self) -> int:
+        try:
+            processes = json.loads((self.data_dir / "run.json").read_text())["processes"]
+        except (OSError, ValueError, KeyError):
+            return 0
+        stopped = 0
+        for name, process in processes.items():
+            pid = process.get("pid")
+            if not pid or pid == os.getpid():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"energy_edge.cli" in cmdline and any(str(self.data_dir).encode() in arg for arg in cmdline):
+                log.warning("stopping %s (pid %d), left by an earlier run", name, pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                stopped += 1
+        return stopped
 
     async def start(self) -> None:
         from energy_edge.hub.manifest import load_manifest
@@ -377,10 +401,12 @@ class ContainerSupervisor(Supervisor):
             (self.logs / f"{module.name}.log").write_bytes(self.client.api.logs(module.container_id, timestamps=True))
 
     def write_state(self) -> None:
-        doc = {name: {"pid": p.pid, "state": p.state, "restarts": p.restarts} for name, p in self.processes.items()}
+        doc: dict[str, dict[str, Any]] = {name: {"pid": p.pid, "state": p.state, "restarts": p.restarts}
+                                          for name, p in self.processes.items()}
         for name, c in self.containers.items():
             doc[name] = {"container": c.container_id, "state": c.state, "restarts": c.restarts, "pid": None,
                          "exit_codes": c.exit_codes, "stop_s": c.stop_s, "grace_s": c.grace_s}
+        self.data_dir.mkdir(parents=True, exist_ok=True)  # a run refused before it started has none yet
         path = self.data_dir / "run.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"processes": doc}, indent=2))
