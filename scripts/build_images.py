@@ -9,7 +9,7 @@ How it builds on a machine that reaches only PyPI and Debian's packages:
 - Base: the Dockerfiles' default `python:<version>-slim-bookworm`. When that is neither present nor pullable
   (no Docker Hub), a stand-in is made once from Debian packages (`debootstrap --variant=minbase` with python3,
   python3-venv and ca-certificates, then imported) and passed as BASE_IMAGE; the build says so.
-- Dependencies: `pip wheel` on the host fills build/wheels (the host trusts its proxy's CA; images never see
+- Dependencies: `pip wheel` on the host fills build/wheels-<platform> (the host trusts its proxy's CA; images never see
   it), and every image installs from those wheels with PIP_NO_INDEX=1 in a build stage whose layers are not
   part of the image. Builds run with network "none": nothing is fetched during a build.
 - Tags: `${CONTAINER_REGISTRY_ADDRESS}/<folder>:<version>[-${CONTAINER_TAG}]-<platform>`, as iotedgedev tags them
@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-WHEELS = ROOT / "build" / "wheels"
+BUILD = ROOT / "build"
 STAND_IN_REPOSITORY = "energy-edge/python-base"
 LABEL = "io.energy-edge.image"
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -136,8 +136,7 @@ def build_stand_in(client: Any, tag: str, platform: str, log: Any = print) -> No
         rootfs = Path(work) / "rootfs"
         command = [debootstrap, "--variant=minbase", f"--arch={arch}",
                    "--include=python3,python3-venv,ca-certificates", GEN.DEBIAN, str(rootfs), DEBIAN_MIRROR]
-        if arch != _host_debian_arch():
-            command.insert(1, "--foreign")  # second stage would need qemu; not supported here
+        # another architecture runs its second stage through qemu-user-static (binfmt), as its builds do
         log(f"debootstrap {GEN.DEBIAN} ({arch}) for {tag}")
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
@@ -155,10 +154,15 @@ def build_stand_in(client: Any, tag: str, platform: str, log: Any = print) -> No
         archive = Path(work) / "rootfs.tar"
         subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
         repository, _, version = tag.partition(":")
-        client.api.import_image_from_file(
-            str(archive), repository=repository, tag=version,
-            changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]', f"LABEL {LABEL}=base",
-                     f"LABEL io.energy-edge.base=debootstrap-{GEN.DEBIAN}-minbase"])
+        changes = ["ENV LANG=C.UTF-8", 'CMD ["python3"]', f"LABEL {LABEL}=base",
+                   f"LABEL io.energy-edge.base=debootstrap-{GEN.DEBIAN}-minbase"]
+        # the Engine API's import, with the platform the rootfs is for (docker-py's helper cannot say it)
+        with archive.open("rb") as data:
+            response = client.api._post(
+                client.api._url("/images/create"), data=data, headers={"Content-Type": "application/tar"},
+                params={"fromSrc": "-", "repo": repository, "tag": version, "changes": changes,
+                        "platform": DOCKER_PLATFORMS[platform]}, timeout=600)
+        client.api._raise_for_status(response)
     log(f"stand-in base {tag} ready in {time.monotonic() - started:.0f} s")
 
 
@@ -173,46 +177,55 @@ def requirement_files() -> list[Path]:
     return sorted(p for p in (ROOT / "modules").glob("*/requirements.txt"))
 
 
+def wheel_dir(platform: str) -> Path:
+    """Where the Dockerfile.<platform> finds its wheels (`COPY … build/wheels-<platform>…`)."""
+    return BUILD / f"wheels-{platform}"
+
+
 def prepare_wheels(platform: str, log: Any = print) -> None:
-    """Wheels of every image's pinned requirements (and setuptools to build ./shared) in build/wheels.
+    """Wheels of every image's pinned requirements (and setuptools to build ./shared) in build/wheels-<platform>.
 
     Rebuilt only when a requirements file changed: the wheels' bytes then stay the same from build to build,
-    so the COPY of build/wheels, and every layer after it, come from the layer cache."""
+    so the COPY of the wheels, and every layer after it, come from the layer cache. Another platform's wheels:
+    the pure-Python ones are the host's, the others are downloaded for the target (manylinux, CPython 3.11)."""
     lines: list[str] = []
     for path in requirement_files():
         for line in path.read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
             if line and not line.startswith("."):  # ./shared is built in the image from the copied sources
                 lines.append(line)
-    setuptools = _build_requirement()
-    wanted = [*sorted(set(lines)), setuptools]
-    digest = hashlib.sha256(("\n".join(wanted) + platform).encode()).hexdigest()[:16]
-    stamp = WHEELS / ".requirements"
+    wanted = [*sorted(set(lines)), _build_requirement()]
+    digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+    target = wheel_dir(platform)
+    stamp = target / ".requirements"
     if stamp.is_file() and stamp.read_text() == digest:
         return
-    if platform != "amd64" and _host_debian_arch() == "amd64":
-        _download_foreign_wheels(wanted, platform, log)
+    if platform != "amd64":
+        prepare_wheels("amd64", log)
+    target.mkdir(parents=True, exist_ok=True)
+    if platform == "amd64":
+        log(f"pip wheel: {len(wanted)} requirements into {target.relative_to(ROOT)}")
+        _pip(["wheel", "--wheel-dir", str(target), *wanted])
     else:
-        WHEELS.mkdir(parents=True, exist_ok=True)
-        log(f"pip wheel: {len(wanted)} requirements into {WHEELS.relative_to(ROOT)}")
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(WHEELS),
-                                 *wanted], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"pip wheel failed:\n{result.stderr[-3000:]}")
+        machine = {"arm64v8": "aarch64", "arm32v7": "armv7l"}[platform]
+        native = []
+        for wheel in sorted(wheel_dir("amd64").glob("*.whl")):
+            if wheel.name.endswith("-none-any.whl"):
+                shutil.copy2(wheel, target / wheel.name)
+            else:
+                name, version = wheel.name.split("-")[:2]
+                native.append(f"{name}=={version}")
+        log(f"pip download ({machine}): {len(native)} binary wheels into {target.relative_to(ROOT)}")
+        _pip(["download", "--dest", str(target), "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+              "--implementation", "cp", "--abi", "cp311", "--platform", f"manylinux2014_{machine}",
+              "--platform", f"manylinux_2_17_{machine}", "--platform", f"manylinux_2_28_{machine}", *native])
     stamp.write_text(digest)
 
 
-def _download_foreign_wheels(wanted: list[str], platform: str, log: Any) -> None:
-    machine = {"arm64v8": "aarch64", "arm32v7": "armv7l"}[platform]
-    target = WHEELS.parent / f"wheels-{platform}"
-    target.mkdir(parents=True, exist_ok=True)
-    log(f"pip download ({machine}): {len(wanted)} requirements")
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(target),
-                             "--only-binary=:all:", "--python-version", "3.11",
-                             "--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_28_{machine}",
-                             *wanted], capture_output=True, text=True)
+def _pip(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "pip", "--quiet", *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"pip download for {platform} failed:\n{result.stderr[-3000:]}")
+        raise SystemExit(f"pip {args[0]} failed:\n{result.stderr[-3000:]}")
 
 
 def _build_requirement() -> str:
@@ -270,9 +283,6 @@ def build_all(platform: str = "amd64", only: list[str] | None = None, log: Any =
     client = docker_client()
     base = base_image(client, platform, log)
     prepare_wheels(platform, log)
-    if platform != "amd64":
-        raise SystemExit(f"{platform}: the Dockerfiles install from build/wheels-{platform}, which are downloaded "
-                         "for the target; building them needs qemu-user-static and binfmt on this host")
     built = []
     for module in GEN.discover():
         if platform not in module.platforms or (only and module.folder not in only):

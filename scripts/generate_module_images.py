@@ -53,7 +53,7 @@ ARG BASE_IMAGE={base}
 # ---- dependencies: a virtual environment built in its own stage; only /opt/venv is carried over, so the
 # wheels and anything pip needed to build them stay out of the image's layers.
 FROM ${{BASE_IMAGE}} AS deps
-# PIP_NO_INDEX=1 (scripts/build_images.py): install only from the wheels in build/wheels, no network at all.
+# PIP_NO_INDEX=1 (scripts/build_images.py): install only from the wheels in build/wheels-{platform}, no network.
 # Unset, pip fetches from its index as on any build agent. The host's trust store is never copied in.
 ARG PIP_NO_INDEX=0
 ENV PYTHONDONTWRITEBYTECODE=1 \\
@@ -61,9 +61,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
-# build/wheel[s] matches nothing on a plain clone (then pip uses its index); shared/pyproject.toml keeps the COPY
+# build/wheels-{platform_glob} matches nothing on a plain clone (then pip uses its index); shared/pyproject.toml keeps the COPY
 # valid and, unlike the module's own files, is the same for every module: the dependency stage is shared
-COPY shared/pyproject.toml build/wheel[s] /wheels/
+COPY shared/pyproject.toml build/wheels-{platform_glob} /wheels/
 """
 
 MODULE_DEPS = """\
@@ -187,7 +187,7 @@ def module_json(module: ModuleFolder) -> str:
 
 
 def dockerfile(module: ModuleFolder, platform: str) -> str:
-    values = {"folder": module.folder, "platform": platform, "base": BASE_IMAGES[platform], "uid": UID,
+    values = {"folder": module.folder, "platform": platform, "platform_glob": f"{platform[:-1]}[{platform[-1]}]", "base": BASE_IMAGES[platform], "uid": UID,
               "package": module.package}
     values["healthcheck"] = TELEMETRY_HEALTHCHECK if module.folder == "telemetry-module" else ""
     if module.package is None:

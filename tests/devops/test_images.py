@@ -136,7 +136,7 @@ def test_every_copied_path_exists_in_the_build_context(dockerfile: Path) -> None
         if step.keyword == "COPY" and not step.args.startswith("--from="):
             *sources, _destination = shlex.split(step.args)
             for source in sources:
-                if "[" in source:  # build/wheel[s]: scripts/build_images.py fills it; a plain clone has none
+                if "[" in source:  # build/wheels-amd6[4]: scripts/build_images.py fills it; a plain clone has none
                     continue
                 assert (REPO / source).exists(), f"{dockerfile.name}: COPY {source}"
 
