@@ -7,6 +7,7 @@
 #   docker.io  Docker Engine: `make images` and the container run (`energy-edge run --containers`);
 #              dockerd is started in the background when none answers (CI: a clean machine, no systemd)
 #   debootstrap the stand-in base image where the official Python image cannot be pulled
+#   docker-compose Debian's Compose (v1): tests/run/test_compose.py brings deployment/docker-compose.yml up
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -15,6 +16,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 promtool_missing=0
 command -v promtool >/dev/null 2>&1 || [ -x .venv-tools/bin/promtool ] || promtool_missing=1
 if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exec bash scripts/start-dockerd.sh; fi
