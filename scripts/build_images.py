@@ -238,7 +238,7 @@ def _build_requirement() -> str:
 # ------------------------------------------------------------------ images
 
 
-def build_image(client: Any, module: Any, platform: str, base: str, log: Any = print) -> Built:
+def build_image(client: Any, module: Any, platform: str, base: str, log: Any = print, nocache: bool = False) -> Built:
     """One image through the Engine API; every step's output goes to `log` only when it fails."""
     import docker
 
@@ -251,11 +251,13 @@ def build_image(client: Any, module: Any, platform: str, base: str, log: Any = p
     image_id = ""
     try:
         stream = client.api.build(
-            path=str(ROOT), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True, decode=True,
+            path=str(ROOT), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True, decode=True, nocache=nocache,
             network_mode="none", buildargs={"BASE_IMAGE": base, "PIP_NO_INDEX": "1"},
             labels={LABEL: "module", "io.energy-edge.module-folder": module.folder,
                     "org.opencontainers.image.version": module.version},
-            platform=DOCKER_PLATFORMS[platform])
+            # no `platform`: the classic builder of Docker 20.10 then tags its intermediate images with the
+            # host's platform and refuses them for the next step; the base image's platform decides instead
+            platform=None)
         for chunk in stream:
             if "error" in chunk:
                 raise BuildError(f"{module.folder} ({dockerfile}): {chunk['error'].strip()}\n"
@@ -279,7 +281,8 @@ def build_image(client: Any, module: Any, platform: str, base: str, log: Any = p
     return built
 
 
-def build_all(platform: str = "amd64", only: list[str] | None = None, log: Any = print) -> list[Built]:
+def build_all(platform: str = "amd64", only: list[str] | None = None, log: Any = print, nocache: bool = False
+              ) -> list[Built]:
     client = docker_client()
     base = base_image(client, platform, log)
     prepare_wheels(platform, log)
@@ -287,7 +290,7 @@ def build_all(platform: str = "amd64", only: list[str] | None = None, log: Any =
     for module in GEN.discover():
         if platform not in module.platforms or (only and module.folder not in only):
             continue
-        built.append(build_image(client, module, platform, base, log))
+        built.append(build_image(client, module, platform, base, log, nocache))
     return built
 
 
@@ -295,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--platform", default="amd64", choices=sorted(DOCKER_PLATFORMS))
     parser.add_argument("--only", nargs="*", help="module folders to build (default: all)")
+    parser.add_argument("--no-cache", action="store_true", help="run every step again (a cold build, base kept)")
     parser.add_argument("--json", type=Path, help="write what was built (tags, sizes, seconds, cache hits)")
     args = parser.parse_args(argv)
     if GEN.stale_files():
@@ -302,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.monotonic()
     try:
-        built = build_all(args.platform, args.only)
+        built = build_all(args.platform, args.only, nocache=args.no_cache)
     except BuildError as exc:
         print(f"image build failed: {exc}", file=sys.stderr)
         return 1
