@@ -61,8 +61,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
-# build/wheels-{platform_glob} matches nothing on a plain clone (then pip uses its index); shared/pyproject.toml keeps the COPY
-# valid and, unlike the module's own files, is the same for every module: the dependency stage is shared
+# build/wheels-{platform_glob} matches nothing on a plain clone (then pip uses its index);
+# shared/pyproject.toml keeps the COPY valid and, unlike the module's own files, is the same for every
+# module: the dependency stage is shared
 COPY shared/pyproject.toml build/wheels-{platform_glob} /wheels/
 """
 
@@ -187,7 +188,10 @@ def module_json(module: ModuleFolder) -> str:
 
 
 def dockerfile(module: ModuleFolder, platform: str) -> str:
-    values = {"folder": module.folder, "platform": platform, "platform_glob": f"{platform[:-1]}[{platform[-1]}]", "base": BASE_IMAGES[platform], "uid": UID,
+    # the wheel folder as a pattern: COPY accepts a pattern that matches nothing, not a missing path
+    glob = f"{platform[:-1]}[{platform[-1]}]"
+    values = {"folder": module.folder, "platform": platform, "platform_glob": glob, "base": BASE_IMAGES[platform],
+              "uid": UID,
               "package": module.package}
     values["healthcheck"] = TELEMETRY_HEALTHCHECK if module.folder == "telemetry-module" else ""
     if module.package is None:
