@@ -141,6 +141,16 @@ def test_the_compose_site_comes_up_and_down(module_images: list[dict[str, Any]],
         assert health.get("status") == "ok" and health.get("assets") == 4, (health, logs[-4000:])
         states = subprocess.run([*base, "ps"], env=env, capture_output=True, text=True).stdout
         assert "Restarting" not in states and "Exit" not in states, states
+        # the telemetry image's HEALTHCHECK (its /healthz) reports healthy to Docker (first probe after 30 s)
+        telemetry = subprocess.run([*base, "ps", "-q", "telemetry"], env=env, capture_output=True,
+                                   text=True).stdout.strip()
+        deadline = time.monotonic() + 90
+        health_status = ""
+        while time.monotonic() < deadline and health_status != "healthy":
+            time.sleep(2)
+            health_status = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", telemetry],
+                                           capture_output=True, text=True).stdout.strip()
+        assert health_status == "healthy", health_status
     finally:
         down = subprocess.run([*base, "down", "-v", "--timeout", "10"], env=env, capture_output=True, text=True,
                               timeout=120)

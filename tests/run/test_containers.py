@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from energy_edge.run.containers import DATA_DIR_LABEL, MODULE_LABEL, OWNER, OWNER_LABEL
+from energy_edge.run.containers import (
+    DATA_DIR_LABEL,
+    MODULE_LABEL,
+    OWNER,
+    OWNER_LABEL,
+    ContainerRunError,
+    merge_create_options,
+    parse_create_options,
+)
 from tests.support import ENERGY_EDGE, REPO, HubProcess, next_loopback, registry_manager
 
 pytestmark = pytest.mark.integration
@@ -184,6 +192,54 @@ def test_a_site_of_containers_holds_the_limit_and_is_run_as_edge_agent_runs_it(
             assert not alive(process["pid"]), f"{name} (pid {process['pid']}) still running"
 
 
+@pytest.mark.parametrize(
+    ("options", "check"),
+    [
+        # the module's env and IOTEDGE_* win over createOptions.Env; createOptions' own variables stay
+        ({"Env": ["A=from-options", "B=kept"]},
+         lambda body: {"A=from-module", "B=kept", "IOTEDGE_MODULEID=m"} <= set(body["Env"])),
+        # createOptions' labels are kept beside the run's
+        ({"Labels": {"site": "s1"}}, lambda body: body["Labels"] == {"site": "s1", "run": "r"}),
+        # a named volume in Binds becomes the run's own; the module's state volume is not added twice
+        ({"HostConfig": {"Binds": ["energy-edge-controller:/app/data"]}},
+         lambda body: body["HostConfig"]["Binds"] == ["run-energy-edge-controller:/app/data"]),
+        # a host path bind is kept as it is, and the state volume is added
+        ({"HostConfig": {"Binds": ["/etc/site:/etc/site:ro"]}},
+         lambda body: body["HostConfig"]["Binds"] == ["/etc/site:/etc/site:ro", "run-state:/app/data"]),
+        # hardening only where createOptions say nothing
+        ({"HostConfig": {"ReadonlyRootfs": False}},
+         lambda body: body["HostConfig"]["ReadonlyRootfs"] is False and body["HostConfig"]["CapDrop"] == ["ALL"]),
+        ({}, lambda body: body["HostConfig"]["ReadonlyRootfs"] is True and "/tmp" in body["HostConfig"]["Tmpfs"]),
+        # log options as the manifest gives them
+        ({"HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}}}},
+         lambda body: body["HostConfig"]["LogConfig"]["Config"] == {"max-size": "1m"}),
+        # the runner restarts (edgeAgent does); Docker's policy and the network are the run's
+        ({"HostConfig": {"RestartPolicy": {"Name": "always"}, "NetworkMode": "azure-iot-edge"}},
+         lambda body: body["HostConfig"]["RestartPolicy"] == {"Name": "no"}
+         and body["HostConfig"]["NetworkMode"] == "host"),
+    ],
+    ids=["env", "labels", "named volume", "host path", "rootfs as asked", "hardened", "log config", "restart"],
+)
+def test_create_options_merge_as_edge_agent_merges_them(options: dict[str, Any],
+                                                       check: Callable[[dict[str, Any]], bool]) -> None:
+    body = merge_create_options(parse_create_options("m", {"createOptions": options}), "img:1",
+                                {"A": "from-module", "IOTEDGE_MODULEID": "m"}, {"run": "r"},
+                                {"": "run-state", "energy-edge-controller": "run-energy-edge-controller"})
+    assert body["Image"] == "img:1"
+    assert check(body), body
+
+
+def test_create_options_split_over_numbered_keys_are_joined() -> None:
+    """edgeAgent's createOptions01… for options longer than a twin string allows."""
+    settings = {"createOptions": '{"Env": ["A=', "createOptions01": '1"]}'}
+    assert parse_create_options("m", settings) == {"Env": ["A=1"]}
+
+
+def test_create_options_that_are_not_an_object_are_refused() -> None:
+    with pytest.raises(ContainerRunError, match="module m: createOptions must be an object, not list"):
+        parse_create_options("m", {"createOptions": "[]"})
+
+
 def _manifest_with(tmp_path: Path, module_id: str, change: Callable[[dict[str, Any]], None]) -> Path:
     doc = json.loads(MANIFEST.read_text())
     module = doc["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][module_id]
@@ -247,11 +303,15 @@ def test_leftovers_of_a_crashed_run_are_removed_before_the_next(module_images: l
                                                                 tmp_path: Path) -> None:
     """A runner killed with SIGKILL cannot clean up; the next run on the same data directory does, first."""
     client = _docker()
-    run, output, data_dir = start_run(tmp_path, "--duration", "2h", "--accel", "1")
+    # the boiler's desired status is "stopped": its container is created, not started (as edgeAgent does)
+    stopped = _manifest_with(tmp_path, "boiler", lambda module: module.__setitem__("status", "stopped"))
+    run, output, data_dir = start_run(tmp_path, "--duration", "2h", "--accel", "1", manifest=stopped)
     orphans: dict[str, int] = {}
     try:
         wait_for(lambda: len(labelled(client, data_dir)[0]) == len(CONTAINER_MODULES), "the containers", 90, run,
                  output)
+        boiler = next(c for c in labelled(client, data_dir)[0] if c.labels[MODULE_LABEL] == "boiler")
+        assert boiler.status == "created"
         run.kill()
         run.wait(timeout=30)
         processes = json.loads((data_dir / "run.json").read_text())["processes"]
