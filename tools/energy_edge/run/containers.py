@@ -234,7 +234,7 @@ class ContainerSupervisor(Supervisor):
         for container in self.client.containers.list(all=True, filters=filters):
             log.warning("removing %s, left by an earlier run", container.name)
             with contextlib.suppress(Exception):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
                 removed += 1
         for volume in self.client.volumes.list(filters=filters):
             with contextlib.suppress(Exception):
@@ -434,7 +434,7 @@ class ContainerSupervisor(Supervisor):
     def _remove_all(self) -> None:
         for module in self.containers.values():
             with contextlib.suppress(Exception):
-                self.client.api.remove_container(module.container_id, force=True)
+                self.client.api.remove_container(module.container_id, force=True, v=True)
         for volume in self.volumes:
             with contextlib.suppress(Exception):
                 self.client.api.remove_volume(volume, force=True)
