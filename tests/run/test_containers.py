@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -338,3 +339,24 @@ def test_leftovers_of_a_crashed_run_are_removed_before_the_next(module_images: l
                 os.kill(pid, 9)
         for container in labelled(client, data_dir)[0]:
             container.remove(force=True)
+
+
+def test_ctrl_c_stops_the_site_and_removes_everything(module_images: list[dict[str, Any]], tmp_path: Path) -> None:
+    client = _docker()
+    run, output, data_dir = start_run(tmp_path, "--duration", "2h", "--accel", "1")
+    try:
+        wait_for(lambda: len(labelled(client, data_dir)[0]) == len(CONTAINER_MODULES), "the containers", 90, run,
+                 output)
+        processes = json.loads((data_dir / "run.json").read_text())["processes"]
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=90)
+        assert "Traceback" not in "".join(output), "".join(output)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert labelled(client, data_dir) == ([], []), "".join(output[-20:])
+    for name, process in processes.items():
+        if process.get("pid"):
+            assert not alive(process["pid"]), f"{name} still running"
+    final = json.loads((data_dir / "run.json").read_text())["processes"]
+    assert all(final[m]["exit_codes"][-1] == 0 for m in CONTAINER_MODULES), final

@@ -162,8 +162,12 @@ def finish(options: RunOptions, samples: list[report.Sample], modules: dict[str,
     if len(samples) < 2:
         print("energy-edge run: stopped before the site produced data")
         return 1
-    summary = report.summarize(samples, controller.get("limit_kw"), modules, upstream,
-                               latest_capabilities(hub_db, started_wall))
+    try:
+        summary = report.summarize(samples, controller.get("limit_kw"), modules, upstream,
+                                   latest_capabilities(hub_db, started_wall))
+    except ValueError as exc:  # stopped (Ctrl-C) before a whole billing quarter: nothing to sum up
+        print(f"energy-edge run: no summary: {exc}")
+        return 1
     summary_path = options.summary_out or options.data_dir / "summary.json"
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
