@@ -74,6 +74,14 @@ def _started_at(text: str) -> float:
     return dt.datetime.fromisoformat(f"{head}.{rest[:6].ljust(6, '0')}+00:00").timestamp()
 
 
+def _module_pid(init_pid: int) -> int:
+    """The module's process: the container's PID 1, or its child when PID 1 is docker-init."""
+    if Path(f"/proc/{init_pid}/comm").read_text().strip() != "docker-init":
+        return init_pid
+    children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+    return int(children[0])
+
+
 def container_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import docker
     from azure.iot.hub import IoTHubRegistryManager
@@ -116,7 +124,7 @@ def container_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for module in MODULES:
             info = client.api.inspect_container(state[module]["container"])
             started[module] = _started_at(info["State"]["StartedAt"])
-            pids[module] = info["State"]["Pid"]
+            pids[module] = _module_pid(info["State"]["Pid"])
         warm_until = time.monotonic() + args.warmup_s
         while run.poll() is None:
             if time.monotonic() > warm_until:

@@ -88,7 +88,7 @@ def test_each_module_service_matches_the_manifest(compose: dict[str, Any], name:
     published = {_default(p).rsplit(":", 2)[1] + "/tcp" for p in service.get("ports", [])}
     assert set(host.get("PortBindings", {})) <= published, name
     # hardened as the container run runs it: read-only root, writable state only on its volume
-    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"] and service["init"] is True
     assert any(v.endswith(":/app/data") for v in service["volumes"]), name
 
 

@@ -107,6 +107,7 @@ def test_a_site_of_containers_holds_the_limit_and_is_run_as_edge_agent_runs_it(
             host_config = container.attrs["HostConfig"]
             assert container.attrs["Config"]["User"] == "app", name
             assert host_config["ReadonlyRootfs"] is True and host_config["NetworkMode"] == "host", name
+            assert host_config["Init"] is True, name  # docker-init as PID 1 forwards SIGTERM
             assert host_config["RestartPolicy"]["Name"] == "no", name  # the runner restarts, as edgeAgent does
             uid = container.exec_run(["id", "-u"]).output.decode().strip()
             assert uid == "10001", name
@@ -208,8 +209,9 @@ def test_a_site_of_containers_holds_the_limit_and_is_run_as_edge_agent_runs_it(
         ({"HostConfig": {"Binds": ["/etc/site:/etc/site:ro"]}},
          lambda body: body["HostConfig"]["Binds"] == ["/etc/site:/etc/site:ro", "run-state:/app/data"]),
         # hardening only where createOptions say nothing
-        ({"HostConfig": {"ReadonlyRootfs": False}},
-         lambda body: body["HostConfig"]["ReadonlyRootfs"] is False and body["HostConfig"]["CapDrop"] == ["ALL"]),
+        ({"HostConfig": {"ReadonlyRootfs": False, "Init": False}},
+         lambda body: body["HostConfig"]["ReadonlyRootfs"] is False and body["HostConfig"]["Init"] is False
+         and body["HostConfig"]["CapDrop"] == ["ALL"]),
         ({}, lambda body: body["HostConfig"]["ReadonlyRootfs"] is True and "/tmp" in body["HostConfig"]["Tmpfs"]),
         # log options as the manifest gives them
         ({"HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}}}},
@@ -347,6 +349,9 @@ def test_ctrl_c_stops_the_site_and_removes_everything(module_images: list[dict[s
     try:
         wait_for(lambda: len(labelled(client, data_dir)[0]) == len(CONTAINER_MODULES), "the containers", 90, run,
                  output)
+        # once every module has applied its configuration (its SIGTERM handler is in place since before that)
+        wait_for(lambda: all(b"applied" in c.logs() for c in labelled(client, data_dir)[0]),
+                 "every module's configuration applied", 60, run, output)
         processes = json.loads((data_dir / "run.json").read_text())["processes"]
         run.send_signal(signal.SIGINT)
         run.wait(timeout=90)
@@ -359,4 +364,4 @@ def test_ctrl_c_stops_the_site_and_removes_everything(module_images: list[dict[s
         if process.get("pid"):
             assert not alive(process["pid"]), f"{name} still running"
     final = json.loads((data_dir / "run.json").read_text())["processes"]
-    assert all(final[m]["exit_codes"][-1] == 0 for m in CONTAINER_MODULES), final
+    assert {m: final[m]["exit_codes"] for m in CONTAINER_MODULES} == {m: [0] for m in CONTAINER_MODULES}

@@ -163,6 +163,9 @@ def merge_create_options(options: dict[str, Any], image: str, env: dict[str, str
     body["Labels"] = {**body.get("Labels", {}), **labels}
     host = body.setdefault("HostConfig", {})
     host["NetworkMode"] = "host"  # everything on the run's loopback address (see the module docstring)
+    # an init process as PID 1 (docker-init): the kernel drops a signal to PID 1 that has no handler yet, so a
+    # module stopped while it still imports would hang until the grace period ends and be killed
+    host.setdefault("Init", True)
     host.setdefault("ReadonlyRootfs", True)
     host.setdefault("Tmpfs", {"/tmp": "rw,noexec,nosuid,size=16m"})
     host.setdefault("SecurityOpt", ["no-new-privileges"])
