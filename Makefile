@@ -10,7 +10,7 @@ INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt \
                   $(wildcard modules/*/requirements.txt) $(wildcard modules/*/pyproject.toml) \
                   scripts/install-system-deps.sh
 
-.PHONY: install run test lint typecheck unit schemas clean tools reliability
+.PHONY: install run test lint typecheck unit schemas clean tools reliability images
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ tools: .venv-tools/.installed
 .venv-tools/.installed: scripts/install-devops-tools.sh $(wildcard scripts/tools/*.txt)
 	bash scripts/install-devops-tools.sh $(PYTHON)
 	touch $@
+
+# Every module image and the simulator image for amd64 (scripts/build_images.py: a Debian stand-in base where
+# the official Python image cannot be pulled, dependencies from host-built wheels, network "none" while building).
+images: install
+	$(BIN)/python scripts/build_images.py
 
 schemas: install
 	$(BIN)/python -m energy_edge_base.schemas docs/schemas

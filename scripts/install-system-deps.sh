@@ -5,6 +5,10 @@
 #              taken from Debian's prometheus package into .venv-tools/bin (no server is installed)
 #   postgresql the capability history's second database
 #   chromium   a real browser (with chromium-driver) for the console's browser tests, driven by Playwright
+#   docker.io  Docker Engine: `make images` and the container run (`energy-edge run --containers`);
+#              dockerd is started in the background when none answers (CI: a clean machine, no systemd)
+#   debootstrap the stand-in base image where the official Python image cannot be pulled
+#   docker-compose Debian's Compose (v1): tests/run/test_compose.py brings deployment/docker-compose.yml up
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -21,11 +25,14 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v google-chrome >/dev/nul
     echo "note: no chromium or google-chrome: the console's browser tests will be skipped" >&2
   fi
 fi
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 promtool_missing=0
 command -v promtool >/dev/null 2>&1 || [ -x .venv-tools/bin/promtool ] || promtool_missing=1
-if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exit 0; fi
+if [ ${#need[@]} -eq 0 ] && [ $promtool_missing -eq 0 ]; then exec bash scripts/start-dockerd.sh; fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing: ${need[*]} $([ $promtool_missing -eq 1 ] && echo promtool) (as root: apt-get install -y mosquitto prometheus chromium chromium-driver)" >&2
+  echo "missing: ${need[*]} $([ $promtool_missing -eq 1 ] && echo promtool) (as root: apt-get install -y mosquitto prometheus chromium chromium-driver docker.io debootstrap docker-compose)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -43,3 +50,4 @@ if [ $promtool_missing -eq 1 ]; then
   rm -rf "$work"
   .venv-tools/bin/promtool --version | head -1
 fi
+exec bash scripts/start-dockerd.sh

@@ -18,12 +18,24 @@ from pathlib import Path
 
 
 def module_environment(hub_json: Path, module_id: str) -> dict[str, str]:
+    """The module's variables from hub.json. Paths in them (the CA, the module's workload socket) are the
+    emulator's; where the shared volume is mounted elsewhere here (compose mounts the emulator's data dir at
+    /edge), they are moved to where this process sees the same files."""
     doc = json.loads(hub_json.read_text())
     modules = doc.get("modules", {})
     if module_id not in modules:
         raise SystemExit(f"{hub_json}: no module {module_id!r} (deployed: {', '.join(sorted(modules))})")
+    emulator_dir = str(Path(doc["ca_cert"]).parent.parent)  # <data-dir>/tls/ca.pem
+    local_dir = str(hub_json.resolve().parent)
+
+    def here(path: str) -> str:
+        return local_dir + path[len(emulator_dir):] if path.startswith(emulator_dir + "/") else path
+
     env: dict[str, str] = dict(modules[module_id]["env"])
-    env["EdgeModuleCACertificateFile"] = doc["ca_cert"]
+    uri = env.get("IOTEDGE_WORKLOADURI", "")
+    if uri.startswith("unix://"):
+        env["IOTEDGE_WORKLOADURI"] = "unix://" + here(uri[len("unix://"):])
+    env["EdgeModuleCACertificateFile"] = here(doc["ca_cert"])
     return env
 
 

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 
-def hub_json(tmp_path: Path) -> Path:
+def hub_json(tmp_path: Path, emulator_dir: str = "/app/data/hub",
+             workload_uri: str = "unix:///app/data/hub/workload/battery.sock") -> Path:
+    """hub.json as an emulator with `--data-dir emulator_dir` writes it, seen here in `tmp_path`."""
     path = tmp_path / "hub.json"
     path.write_text(json.dumps({
-        "ca_cert": "/edge/hub/tls/ca.pem",
-        "modules": {"battery": {"env": {"IOTEDGE_MODULEID": "battery", "IOTEDGE_DEVICEID": "dev"}}},
+        "ca_cert": f"{emulator_dir}/tls/ca.pem",
+        "modules": {"battery": {"env": {"IOTEDGE_MODULEID": "battery", "IOTEDGE_DEVICEID": "dev",
+                                        "IOTEDGE_WORKLOADURI": workload_uri}}},
     }))
     return path
 
@@ -24,11 +27,31 @@ def run(args: list[str]) -> subprocess.CompletedProcess[str]:
                           timeout=30)
 
 
-def test_sets_the_module_environment_and_runs_the_command(tmp_path: Path) -> None:
-    show = "import os; print(os.environ['IOTEDGE_MODULEID'], os.environ['EdgeModuleCACertificateFile'])"
-    result = run(["--hub-json", str(hub_json(tmp_path)), "--module", "battery", "--", sys.executable, "-c", show])
+SHOW = "import os; print(os.environ['IOTEDGE_MODULEID'], os.environ['EdgeModuleCACertificateFile'], " \
+       "os.environ['IOTEDGE_WORKLOADURI'])"
+
+
+@pytest.mark.parametrize(
+    ("emulator_dir", "workload_uri", "expected_ca", "expected_uri"),
+    [
+        # compose: the emulator's /app/data is this container's /edge: its paths move with the volume
+        ("/app/data/hub", "unix:///app/data/hub/workload/battery.sock", "{here}/tls/ca.pem",
+         "unix://{here}/workload/battery.sock"),
+        # the emulator on this machine: the same paths
+        ("{here}", "unix://{here}/workload/battery.sock", "{here}/tls/ca.pem", "unix://{here}/workload/battery.sock"),
+        # a socket outside the data dir (a long data dir puts it under the temp dir) and an HTTP URI stay as they are
+        ("/app/data/hub", "unix:///tmp/ee-workload-1/battery.sock", "{here}/tls/ca.pem",
+         "unix:///tmp/ee-workload-1/battery.sock"),
+        ("/app/data/hub", "http://127.0.0.1:15580/", "{here}/tls/ca.pem", "http://127.0.0.1:15580/"),
+    ],
+)
+def test_sets_the_module_environment_and_runs_the_command(tmp_path: Path, emulator_dir: str, workload_uri: str,
+                                                          expected_ca: str, expected_uri: str) -> None:
+    here = str(tmp_path.resolve())
+    path = hub_json(tmp_path, emulator_dir.format(here=here), workload_uri.format(here=here))
+    result = run(["--hub-json", str(path), "--module", "battery", "--", sys.executable, "-c", SHOW])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["battery", "/edge/hub/tls/ca.pem"]
+    assert result.stdout.split() == ["battery", expected_ca.format(here=here), expected_uri.format(here=here)]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import re
@@ -158,28 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_hub(sub)
-    from energy_edge.sim.main import add_sim_parser
-
-    add_sim_parser(sub)
-    from energy_edge.run.main import add_run_parser
-
-    add_run_parser(sub)
-    from energy_edge.ops.manifest import add_manifest_parser
-    from energy_edge.ops.provision import add_provision_parser
-
-    add_manifest_parser(sub)
-    add_provision_parser(sub)
-    from energy_edge.ops.analyst import add_analyst_parsers
-    from energy_edge.ops.operator import add_operator_parsers
-
-    add_operator_parsers(sub)
-    add_analyst_parsers(sub)
-    from energy_edge.ops.console import add_console_parser
-
-    add_console_parser(sub)
-    from energy_edge.bench.cli import add_bench_parser
-
-    add_bench_parser(sub)
+    # The tools image (modules/site-simulator) installs only what the emulator and the simulator import: a
+    # command whose imports are missing there is left out of that image's `energy-edge`, not fatal to it.
+    for module, adders in (("energy_edge.sim.main", ("add_sim_parser",)),
+                           ("energy_edge.run.main", ("add_run_parser",)),
+                           ("energy_edge.ops.manifest", ("add_manifest_parser",)),
+                           ("energy_edge.ops.provision", ("add_provision_parser",)),
+                           ("energy_edge.ops.operator", ("add_operator_parsers",)),
+                           ("energy_edge.ops.analyst", ("add_analyst_parsers",)),
+                           ("energy_edge.ops.console", ("add_console_parser",)),
+                           ("energy_edge.bench.cli", ("add_bench_parser",))):
+        try:
+            imported = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            logging.getLogger("energy_edge").debug("%s left out: %s", module, exc)
+            continue
+        for adder in adders:
+            getattr(imported, adder)(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ class RunOptions:
     ui: bool
     summary_out: Path | None
     plot_out: Path | None
+    containers: bool = False  # every module as a container from its image (energy_edge.run.containers)
 
 
 class ServiceApi:
@@ -79,8 +81,13 @@ def latest_capabilities(hub_db: Path, since_s: float) -> dict[str, Any]:
 
 async def run(options: RunOptions) -> int:
     started_wall = time.time()
-    supervisor = Supervisor(options.manifest, options.data_dir, options.host, options.scenario, options.accel,
-                            options.seed)
+    supervisor_class = Supervisor
+    if options.containers:
+        from energy_edge.run.containers import ContainerSupervisor
+
+        supervisor_class = ContainerSupervisor
+    supervisor = supervisor_class(options.manifest, options.data_dir, options.host, options.scenario,
+                                  options.accel, options.seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,8 +156,12 @@ def finish(options: RunOptions, samples: list[report.Sample], modules: dict[str,
     if len(samples) < 2:
         print("energy-edge run: stopped before the site produced data")
         return 1
-    summary = report.summarize(samples, controller.get("limit_kw"), modules, upstream,
-                               latest_capabilities(hub_db, started_wall))
+    try:
+        summary = report.summarize(samples, controller.get("limit_kw"), modules, upstream,
+                                   latest_capabilities(hub_db, started_wall))
+    except ValueError as exc:  # stopped (Ctrl-C) before a whole billing quarter: nothing to sum up
+        print(f"energy-edge run: no summary: {exc}")
+        return 1
     summary_path = options.summary_out or options.data_dir / "summary.json"
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -262,9 +273,16 @@ def _run_command(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         duration_s=parse_duration_s(args.duration), accel=args.accel, seed=args.seed, ui=not args.no_ui,
         summary_out=Path(args.summary_out) if args.summary_out else None,
-        plot_out=Path(args.plot) if args.plot else None,
+        plot_out=Path(args.plot) if args.plot else None, containers=args.containers,
     )
-    return asyncio.run(run(options))
+    from energy_edge.hub.manifest import ManifestError
+    from energy_edge.run.containers import ContainerRunError
+
+    try:
+        return asyncio.run(run(options))
+    except (ContainerRunError, ManifestError) as exc:
+        print(f"energy-edge run: {exc}", file=sys.stderr)
+        return 2
 
 
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -279,6 +297,8 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=".edge", help="state, logs, hub/hub.json, sim/sim.json")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address for the emulator and simulator")
     parser.add_argument("--no-ui", action="store_true", help="logs only, no live view")
+    parser.add_argument("--containers", action="store_true",
+                        help="every module as a container from its image (make images), as edgeAgent runs them")
     parser.add_argument("--summary-out", help="summary JSON (default <data-dir>/summary.json)")
     parser.add_argument("--plot", help="plot of the run, PNG (default <data-dir>/run.png)")
     parser.set_defaults(func=_run_command)
