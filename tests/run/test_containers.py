@@ -32,7 +32,7 @@ from tests.support import ENERGY_EDGE, REPO, HubProcess, next_loopback, registry
 pytestmark = pytest.mark.integration
 
 MANIFEST = REPO / "deployment" / "deployment.template.json"
-CONTAINER_MODULES = {"microgrid-controller", "solar", "battery", "boiler", "controller", "telemetry"}
+CONTAINER_MODULES = {"microgrid-controller", "solar", "battery", "boiler", "controller", "telemetry", "console"}
 
 
 def _docker() -> Any:
