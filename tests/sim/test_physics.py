@@ -549,3 +549,13 @@ def test_example_scenario_file() -> None:
     assert carport["power_kw"] <= 40.0 + 1e-9 and site["pv_kw"] > 50
     assert site["grid_import_kw"] == pytest.approx(
         site["load_kw"] + site["heater_kw"] - site["pv_kw"] - site["battery_kw"])
+
+
+def test_register_doc_is_current() -> None:
+    """The vendor tables of docs/register-maps.md are what `python -m energy_edge.sim.regdoc` writes."""
+    from energy_edge.sim import regdoc
+
+    text = regdoc.DOC_PATH.read_text()
+    assert text.count("<!-- device-table ") == 4  # boiler and controller, input and holding
+    assert regdoc.render(text) == text, "run: python -m energy_edge.sim.regdoc"
+    assert regdoc.main(["--check"]) == 0

@@ -23,6 +23,7 @@ from pymodbus.constants import ExcCodes
 from energy_edge import __version__
 from energy_edge.sim.plant import ST_FAULT, ST_MPPT, ST_STANDBY, Battery, Boiler, Plant, SiteMeter, Solar
 from energy_edge.sim.scenario import BatterySpec, BoilerSpec, ControllerSpec, SolarSpec
+from energy_edge_base.devices import load_device_type
 
 SUNSPEC_BASE = 40000
 SQRT3 = math.sqrt(3.0)
@@ -388,49 +389,41 @@ def sf_for(max_abs: float, limit: int = 32767, lowest: int = -3) -> int:
 
 
 # ---------------------------------------------------------------- vendor tables
+# Read from the device type data files (energy_edge_base/devices/<type>.json), the same the asset modules use.
 # (address, name, type, scale, access, units, description)
 
 VendorRow = tuple[int, str, str, float, str, str, str]
 
-BOILER_INPUT: list[VendorRow] = [
-    (0, "water_temp_c", "int16", 0.1, "R", "degC", "tank water temperature"),
-    (1, "heater_power_kw", "uint16", 0.1, "R", "kW", "electric heater power now"),
-    (2, "state", "uint16", 1, "R", "", "0 idle, 1 heating, 2 standby/disabled, 3 fault"),
-    (3, "fault_code", "uint16", 1, "R", "", "0 none, 1 over-temperature, 2 heater trip"),
-    (4, "min_temp_c", "int16", 0.1, "R", "degC", "minimum-temperature protection threshold"),
-    (5, "max_temp_c", "int16", 0.1, "R", "degC", "maximum temperature (no heating at or above)"),
-    (6, "rated_power_kw", "uint16", 0.1, "R", "kW", "heater rating"),
-    (7, "heater_energy_kwh", "uint32", 0.1, "R", "kWh", "electric energy used by the heater (high word first)"),
-    (9, "heat_demand_kw", "uint16", 0.1, "R", "kW", "hot-water draw now (thermal)"),
-]
-BOILER_HOLDING: list[VendorRow] = [
-    (100, "enable", "uint16", 1, "RW", "", "0 disabled (standby), 1 enabled"),
-    (101, "setpoint_c", "int16", 0.1, "RW", "degC", "thermostat setpoint, min_temp_c..max_temp_c"),
-    (102, "power_limit_kw", "uint16", 0.1, "RW", "kW", "heater power limit, 0..rated_power_kw"),
-    (103, "reset", "uint16", 1, "RW", "", "write 1 to clear a fault; reads 0 after the next plant step"),
-]
-CONTROLLER_INPUT: list[VendorRow] = [
-    (0, "grid_import_w", "int32", 1, "R", "W", "power at the PCC, + import / - export"),
-    (2, "site_load_w", "int32", 1, "R", "W", "site consumption: base load + boiler heaters"),
-    (4, "frequency_hz", "uint16", 0.01, "R", "Hz", "grid frequency"),
-    (5, "voltage_v", "uint16", 0.1, "R", "V", "line-to-line voltage at the PCC"),
-    (6, "status", "bitfield16", 1, "R", "", "bit0 PEAK_SHAVING active, bit1 DER active, bit2 grid connected"),
-    (7, "import_energy_kwh", "uint32", 0.1, "R", "kWh", "energy imported (high word first)"),
-    (9, "export_energy_kwh", "uint32", 0.1, "R", "kWh", "energy exported (high word first)"),
-    (11, "fault_code", "uint16", 1, "R", "", "0 none, 1 controller trip"),
-    (12, "heartbeat", "uint16", 1, "R", "", "seconds of uptime, wrapping: stands still when the data is frozen"),
-]
-CONTROLLER_HOLDING: list[VendorRow] = [
-    (100, "import_limit_w", "int32", 1, "RW", "W", "import limit guarded by peak shaving"),
-    (102, "peak_shaving_enable", "uint16", 1, "RW", "", "0/1"),
-    (103, "der_enable", "uint16", 1, "RW", "", "0/1: 0 blocks PV output and battery discharge"),
-    (104, "reset", "uint16", 1, "RW", "", "write 1 to clear a fault; reads 0 after the next plant step"),
-]
+
+def vendor_rows(device_type: str, table: str) -> list[VendorRow]:
+    """The rows of one table ("input" or "holding") of a device type's data file."""
+    return [(r.address, r.name, r.data_type, r.scale, r.access.upper(), r.unit, r.description)
+            for r in load_device_type(device_type).registers if r.table == table]
+
+
+BOILER_INPUT = vendor_rows("boiler", "input")
+BOILER_HOLDING = vendor_rows("boiler", "holding")
+CONTROLLER_INPUT = vendor_rows("microgrid_controller", "input")
+CONTROLLER_HOLDING = vendor_rows("microgrid_controller", "holding")
 
 
 def vendor_points(rows: list[VendorRow]) -> list[Point]:
     return [Point(name, addr, typ, _SIZES[typ], access, scale, units=units, doc=doc)
             for addr, name, typ, scale, access, units, doc in rows]
+
+
+def vendor_spaces(device_type: str) -> dict[str, list[RegisterBlock]]:
+    """The input ("ir") and holding ("hr") register spaces of a vendor device type, from its data file.
+
+    Points are keyed by register name, and the device classes below name the plant's values the same way, so
+    another vendor's map of the same kind (other addresses, types, scales, fewer registers) needs no code here.
+    """
+    spaces: dict[str, list[RegisterBlock]] = {}
+    for space, table in (("ir", "input"), ("hr", "holding")):
+        rows = vendor_rows(device_type, table)
+        if rows:
+            spaces[space] = [RegisterBlock(-1, vendor_points(rows))]
+    return spaces
 
 
 # ---------------------------------------------------------------- devices
@@ -718,8 +711,7 @@ class BoilerDevice(SimDevice):
         self.spec = spec
         self.unit = plant.boilers[spec.asset_id]
         w = self.unit
-        spaces = {"ir": [RegisterBlock(-1, vendor_points(BOILER_INPUT))],
-                  "hr": [RegisterBlock(-1, vendor_points(BOILER_HOLDING))]}
+        spaces = vendor_spaces(spec.device_type)
         controls = {"enable": BOOL, "setpoint_c": Control(w.min_temp_c, w.max_temp_c),
                     "power_limit_kw": Control(0, w.heater_kw), "reset": BOOL}
         static = {"min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c, "rated_power_kw": w.heater_kw}
@@ -759,8 +751,7 @@ class ControllerDevice(SimDevice):
 
     def __init__(self, spec: ControllerSpec, plant: Plant) -> None:
         self.spec = spec
-        spaces = {"ir": [RegisterBlock(-1, vendor_points(CONTROLLER_INPUT))],
-                  "hr": [RegisterBlock(-1, vendor_points(CONTROLLER_HOLDING))]}
+        spaces = vendor_spaces(spec.device_type)
         controls = {"import_limit_w": Control(0, 100_000_000), "peak_shaving_enable": BOOL, "der_enable": BOOL,
                     "reset": BOOL}
         super().__init__(spec.asset_id, spec.unit_id, plant, spaces, controls, {})
