@@ -739,7 +739,8 @@ class BoilerDevice(SimDevice):
 
     def info(self) -> dict[str, Any]:
         w = self.unit
-        return {"rated_kw": w.heater_kw, "tank_l": w.tank_l, "min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c}
+        return {"rated_kw": w.heater_kw, "tank_l": w.tank_l, "min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c,
+                "device_type": self.spec.device_type}
 
 
 class ControllerDevice(SimDevice):
@@ -783,7 +784,7 @@ class ControllerDevice(SimDevice):
                 m.fault_code = 0
 
     def info(self) -> dict[str, Any]:
-        return {"import_limit_kw": self.meter.import_limit_kw}
+        return {"import_limit_kw": self.meter.import_limit_kw, "device_type": self.spec.device_type}
 
 
 DEVICE_CLASSES: dict[str, Callable[[Any, Plant], SimDevice]] = {
