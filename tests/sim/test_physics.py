@@ -559,3 +559,11 @@ def test_register_doc_is_current() -> None:
     assert text.count("<!-- device-table ") == 4  # boiler and controller, input and holding
     assert regdoc.render(text) == text, "run: python -m energy_edge.sim.regdoc"
     assert regdoc.main(["--check"]) == 0
+
+
+def test_sunspec_models_file_is_pysunspec2s() -> None:
+    """energy_edge_base/devices/sunspec_models.json is what pysunspec2's model JSON gives, point for point."""
+    pytest.importorskip("sunspec2")
+    from energy_edge.sim import sunspecgen
+
+    assert sunspecgen.main(["--check"]) == 0, "run: python -m energy_edge.sim.sunspecgen"

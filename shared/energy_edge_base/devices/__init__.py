@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from energy_edge_base.liveness import EnergyCounter, LivenessSpec
 from energy_edge_base.modbus.registers import Register, RegisterMap
 
-__all__ = ["DeviceType", "LivenessPoints", "device_type_names", "load_device_type"]
+__all__ = ["DeviceType", "LivenessPoints", "SunSpecModel", "SunSpecPoint", "device_type_names", "load_device_type",
+           "sunspec_model"]
 
 
 class CounterPoint(BaseModel):
@@ -108,3 +109,56 @@ def load_device_type(name: str) -> DeviceType:
     if device.name != name:
         raise ValueError(f"device type file {name}.json declares name {device.name!r}")
     return device
+
+
+# ---------------------------------------------------------------- SunSpec models
+
+
+class SunSpecPoint(BaseModel):
+    """One point of a SunSpec model as its definition gives it (SunSpec names and types)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    type: str
+    size: int = Field(ge=1)
+    sf: str | None = None
+    access: Literal["R", "RW"] = "R"
+    units: str | None = None
+    label: str = ""
+    desc: str = ""
+
+
+class SunSpecModel(BaseModel):
+    """A SunSpec model: its points in register order from the ID register (offset 0) on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    label: str
+    points: tuple[SunSpecPoint, ...]
+
+    @property
+    def length(self) -> int:
+        """The model's L: registers after ID and L."""
+        return sum(p.size for p in self.points[2:])
+
+    def offset(self, name: str) -> int:
+        """The point's offset from the model's ID register; KeyError names an unknown point."""
+        offset = 0
+        for point in self.points:
+            if point.name == name:
+                return offset
+            offset += point.size
+        raise KeyError(f"SunSpec model {self.name} has no point {name!r}")
+
+
+@cache
+def sunspec_model(model_id: int) -> SunSpecModel:
+    """A SunSpec model from sunspec_models.json (generated from pysunspec2's model definitions)."""
+    doc = json.loads(resources.files(__name__).joinpath("sunspec_models.json").read_text(encoding="utf-8"))
+    try:
+        return SunSpecModel.model_validate(doc["models"][str(model_id)])
+    except KeyError:
+        raise ValueError(f"SunSpec model {model_id} is not in sunspec_models.json "
+                         f"(has {', '.join(doc['models'])})") from None

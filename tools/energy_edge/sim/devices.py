@@ -1,7 +1,7 @@
 """Register images of the simulated devices, built from declarative tables by one generic encoder.
 
 - SunSpec devices (solar, battery): one contiguous map at 40000 ('SunS', models, end marker), served to
-  FC3 and FC4 alike. The model tables below follow pysunspec2's model JSON (tests check them point by point).
+  FC3 and FC4 alike. The models come from pysunspec2's model JSON (energy_edge_base/devices/sunspec_models.json).
 - Vendor devices (boiler, microgrid controller): input registers (FC4) and holding registers (FC3/6/16) as
   separate address spaces, 0-based PDU addresses.
 
@@ -23,7 +23,7 @@ from pymodbus.constants import ExcCodes
 from energy_edge import __version__
 from energy_edge.sim.plant import ST_FAULT, ST_MPPT, ST_STANDBY, Battery, Boiler, Plant, SiteMeter, Solar
 from energy_edge.sim.scenario import BatterySpec, BoilerSpec, ControllerSpec, SolarSpec
-from energy_edge_base.devices import load_device_type
+from energy_edge_base.devices import load_device_type, sunspec_model
 
 SUNSPEC_BASE = 40000
 SQRT3 = math.sqrt(3.0)
@@ -182,154 +182,8 @@ class RegisterBlock:
         self.regs[i : i + len(regs)] = regs
 
 
-# ---------------------------------------------------------------- SunSpec model tables (from pysunspec2's JSON)
-# name type size sf access units; ID and L precede every model and are not listed.
-
-_MODEL_TABLES = {
-    1: """
-Mn string 16 - R -
-Md string 16 - R -
-Opt string 8 - R -
-Vr string 8 - R -
-SN string 16 - R -
-DA uint16 1 - RW -
-Pad pad 1 - R -
-""",
-    103: """
-A uint16 1 A_SF R A
-AphA uint16 1 A_SF R A
-AphB uint16 1 A_SF R A
-AphC uint16 1 A_SF R A
-A_SF sunssf 1 - R -
-PPVphAB uint16 1 V_SF R V
-PPVphBC uint16 1 V_SF R V
-PPVphCA uint16 1 V_SF R V
-PhVphA uint16 1 V_SF R V
-PhVphB uint16 1 V_SF R V
-PhVphC uint16 1 V_SF R V
-V_SF sunssf 1 - R -
-W int16 1 W_SF R W
-W_SF sunssf 1 - R -
-Hz uint16 1 Hz_SF R Hz
-Hz_SF sunssf 1 - R -
-VA int16 1 VA_SF R VA
-VA_SF sunssf 1 - R -
-VAr int16 1 VAr_SF R var
-VAr_SF sunssf 1 - R -
-PF int16 1 PF_SF R Pct
-PF_SF sunssf 1 - R -
-WH acc32 2 WH_SF R Wh
-WH_SF sunssf 1 - R -
-DCA uint16 1 DCA_SF R A
-DCA_SF sunssf 1 - R -
-DCV uint16 1 DCV_SF R V
-DCV_SF sunssf 1 - R -
-DCW int16 1 DCW_SF R W
-DCW_SF sunssf 1 - R -
-TmpCab int16 1 Tmp_SF R C
-TmpSnk int16 1 Tmp_SF R C
-TmpTrns int16 1 Tmp_SF R C
-TmpOt int16 1 Tmp_SF R C
-Tmp_SF sunssf 1 - R -
-St enum16 1 - R -
-StVnd enum16 1 - R -
-Evt1 bitfield32 2 - R -
-Evt2 bitfield32 2 - R -
-EvtVnd1 bitfield32 2 - R -
-EvtVnd2 bitfield32 2 - R -
-EvtVnd3 bitfield32 2 - R -
-EvtVnd4 bitfield32 2 - R -
-""",
-    120: """
-DERTyp enum16 1 - R -
-WRtg uint16 1 WRtg_SF R W
-WRtg_SF sunssf 1 - R -
-VARtg uint16 1 VARtg_SF R VA
-VARtg_SF sunssf 1 - R -
-VArRtgQ1 int16 1 VArRtg_SF R var
-VArRtgQ2 int16 1 VArRtg_SF R var
-VArRtgQ3 int16 1 VArRtg_SF R var
-VArRtgQ4 int16 1 VArRtg_SF R var
-VArRtg_SF sunssf 1 - R -
-ARtg uint16 1 ARtg_SF R A
-ARtg_SF sunssf 1 - R -
-PFRtgQ1 int16 1 PFRtg_SF R cos()
-PFRtgQ2 int16 1 PFRtg_SF R cos()
-PFRtgQ3 int16 1 PFRtg_SF R cos()
-PFRtgQ4 int16 1 PFRtg_SF R cos()
-PFRtg_SF sunssf 1 - R -
-WHRtg uint16 1 WHRtg_SF R Wh
-WHRtg_SF sunssf 1 - R -
-AhrRtg uint16 1 AhrRtg_SF R AH
-AhrRtg_SF sunssf 1 - R -
-MaxChaRte uint16 1 MaxChaRte_SF R W
-MaxChaRte_SF sunssf 1 - R -
-MaxDisChaRte uint16 1 MaxDisChaRte_SF R W
-MaxDisChaRte_SF sunssf 1 - R -
-Pad pad 1 - R -
-""",
-    123: """
-Conn_WinTms uint16 1 - RW Secs
-Conn_RvrtTms uint16 1 - RW Secs
-Conn enum16 1 - RW -
-WMaxLimPct uint16 1 WMaxLimPct_SF RW %WMax
-WMaxLimPct_WinTms uint16 1 - RW Secs
-WMaxLimPct_RvrtTms uint16 1 - RW Secs
-WMaxLimPct_RmpTms uint16 1 - RW Secs
-WMaxLim_Ena enum16 1 - RW -
-OutPFSet int16 1 OutPFSet_SF RW cos()
-OutPFSet_WinTms uint16 1 - RW Secs
-OutPFSet_RvrtTms uint16 1 - RW Secs
-OutPFSet_RmpTms uint16 1 - RW Secs
-OutPFSet_Ena enum16 1 - RW -
-VArWMaxPct int16 1 VArPct_SF RW %WMax
-VArMaxPct int16 1 VArPct_SF RW %VArMax
-VArAvalPct int16 1 VArPct_SF RW %VArAval
-VArPct_WinTms uint16 1 - RW Secs
-VArPct_RvrtTms uint16 1 - RW Secs
-VArPct_RmpTms uint16 1 - RW Secs
-VArPct_Mod enum16 1 - RW -
-VArPct_Ena enum16 1 - RW -
-WMaxLimPct_SF sunssf 1 - R -
-OutPFSet_SF sunssf 1 - R -
-VArPct_SF sunssf 1 - R -
-""",
-    124: """
-WChaMax uint16 1 WChaMax_SF RW W
-WChaGra uint16 1 WChaDisChaGra_SF RW %WChaMax/sec
-WDisChaGra uint16 1 WChaDisChaGra_SF RW %WChaMax/sec
-StorCtl_Mod bitfield16 1 - RW -
-VAChaMax uint16 1 VAChaMax_SF RW VA
-MinRsvPct uint16 1 MinRsvPct_SF RW %WChaMax
-ChaState uint16 1 ChaState_SF R %AhrRtg
-StorAval uint16 1 StorAval_SF R AH
-InBatV uint16 1 InBatV_SF R V
-ChaSt enum16 1 - R -
-OutWRte int16 1 InOutWRte_SF RW %WDisChaMax
-InWRte int16 1 InOutWRte_SF RW %WChaMax
-InOutWRte_WinTms uint16 1 - RW Secs
-InOutWRte_RvrtTms uint16 1 - RW Secs
-InOutWRte_RmpTms uint16 1 - RW Secs
-ChaGriSet enum16 1 - RW -
-WChaMax_SF sunssf 1 - R -
-WChaDisChaGra_SF sunssf 1 - R -
-VAChaMax_SF sunssf 1 - R -
-MinRsvPct_SF sunssf 1 - R -
-ChaState_SF sunssf 1 - R -
-StorAval_SF sunssf 1 - R -
-InBatV_SF sunssf 1 - R -
-InOutWRte_SF sunssf 1 - R -
-""",
-    713: """
-WHRtg uint16 1 WH_SF R Wh
-WHAvail uint16 1 WH_SF R Wh
-SoC uint16 1 Pct_SF R Pct
-SoH uint16 1 Pct_SF R Pct
-Sta enum16 1 - R -
-WH_SF sunssf 1 - R -
-Pct_SF sunssf 1 - R -
-""",
-}
+# ---------------------------------------------------------------- SunSpec models
+# From energy_edge_base/devices/sunspec_models.json, generated from pysunspec2's model JSON (sim/sunspecgen.py).
 
 
 @dataclass(frozen=True)
@@ -344,11 +198,8 @@ class ModelPoint:
 
 def model_points(model_id: int) -> list[ModelPoint]:
     """The points of a SunSpec model after ID and L, in order."""
-    out = []
-    for line in _MODEL_TABLES[model_id].strip().splitlines():
-        name, typ, size, sf, access, units = line.split()
-        out.append(ModelPoint(name, typ, int(size), None if sf == "-" else sf, access, "" if units == "-" else units))
-    return out
+    return [ModelPoint(p.name, p.type, p.size, p.sf, p.access, p.units or "")
+            for p in sunspec_model(model_id).points[2:]]
 
 
 def model_length(model_id: int) -> int:
