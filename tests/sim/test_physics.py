@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -504,6 +505,12 @@ def test_model_tables_match_pysunspec2(model_id: int) -> None:
         (Point("a", 0, "acc32", 2), None, [0, 0]),
         (Point("a", 0, "string", 2), "SunS", [0x5375, 0x6E53]),
         (Point("a", 0, "uint16", 1), 70000, [0xFFFF]),  # saturates
+        (Point("a", 0, "int16", 1), -40000, [0x8001]),  # saturates short of the not-implemented pattern
+        (Point("a", 0, "uint32", 2), 2**33, [0xFFFF, 0xFFFE]),  # likewise
+        (Point("a", 0, "acc32", 2), 2**32 + 5, [0, 5]),  # an accumulator wraps
+        (Point("a", 0, "pad", 1), None, [0]),
+        (Point("a", 0, "sunssf", 1), -2, [0xFFFE]),
+        (Point("a", 0, "int32", 2), None, [0x8000, 0]),
     ],
 )
 def test_generic_encoder(point: Point, value: float | str | None, regs: list[int]) -> None:
@@ -556,7 +563,10 @@ def test_register_doc_is_current() -> None:
     from energy_edge.sim import regdoc
 
     text = regdoc.DOC_PATH.read_text()
-    assert text.count("<!-- device-table ") == 4  # boiler and controller, input and holding
+    from energy_edge_base.devices import device_type_names, load_device_type
+
+    documented = set(re.findall(r"<!-- device-table ([a-z0-9_]+) (input|holding) -->", text))
+    assert documented == {(n, r.table) for n in device_type_names() for r in load_device_type(n).registers}
     assert regdoc.render(text) == text, "run: python -m energy_edge.sim.regdoc"
     assert regdoc.main(["--check"]) == 0
 

@@ -229,6 +229,19 @@ class Register(BaseModel):
 
     # ------------------------------------------------------------------ raw codec
 
+    def encode_raw(self, raw: int | float) -> list[int]:
+        """An unscaled value to words, range-checked: for a device image, which holds raw values already."""
+        if self.data_type == "string":
+            raise RegisterValueError(f"{self.name}: strings are encoded with encode()")
+        if self.data_type == "float32":
+            return self._pack(float(raw))
+        if not isinstance(raw, int):
+            raise RegisterValueError(f"{self.name}: raw {raw!r} is not an integer")
+        low, high = _INT_RANGES[self.data_type]
+        if not low <= raw <= high:
+            raise RegisterValueError(f"{self.name}: raw {raw} outside {self.data_type} [{low}, {high}]")
+        return self._pack(raw)
+
     def _pack(self, raw: int | float) -> list[int]:
         code = _FIXED[self.data_type][1]
         data = struct.pack(f">{code}", raw)

@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from pymodbus.constants import ExcCodes
@@ -24,6 +25,7 @@ from energy_edge import __version__
 from energy_edge.sim.plant import ST_FAULT, ST_MPPT, ST_STANDBY, Battery, Boiler, Plant, SiteMeter, Solar
 from energy_edge.sim.scenario import BatterySpec, BoilerSpec, ControllerSpec, SolarSpec
 from energy_edge_base.devices import load_device_type, sunspec_model
+from energy_edge_base.modbus.registers import Register
 
 SUNSPEC_BASE = 40000
 SQRT3 = math.sqrt(3.0)
@@ -35,9 +37,6 @@ _S16 = {"int16", "sunssf"}
 _U32 = {"uint32", "enum32", "bitfield32", "acc32"}
 _S32 = {"int32"}
 _SIZES = {**dict.fromkeys(_U16 | _S16 | {"pad"}, 1), **dict.fromkeys(_U32 | _S32, 2)}
-# SunSpec "not implemented" patterns (pysunspec2 reads them as None)
-_NOT_IMPLEMENTED = {**dict.fromkeys(_U16, 0xFFFF), "acc16": 0, **dict.fromkeys(_S16, 0x8000),
-                    **dict.fromkeys(_U32, 0xFFFFFFFF), "acc32": 0, "int32": 0x80000000, "pad": 0}
 
 
 @dataclass(frozen=True)
@@ -90,28 +89,44 @@ def _multiplier(point: Point, sfs: Mapping[str, Any]) -> float:
     return m
 
 
+# The codec's data type for each SunSpec point type: the words are packed and unpacked by the one codec
+# (energy_edge_base.modbus.registers); what the simulator adds is the device's behaviour (saturating at the
+# type's range, SunSpec's accumulators and pads reading 0 when not implemented, scale factors).
+_CODEC_TYPE = {**dict.fromkeys(("uint16", "enum16", "count", "acc16", "pad"), "uint16"),
+               **dict.fromkeys(("uint32", "enum32", "bitfield32", "acc32"), "uint32"),
+               "bitfield16": "bitfield16", "int16": "int16", "sunssf": "int16", "int32": "int32", "string": "string"}
+
+
+@cache
+def _codec(point_type: str, size: int) -> Register:
+    """The codec's register for a point type (keyed by type and size: the name and address do not matter)."""
+    data_type = _CODEC_TYPE[point_type]
+    return Register(name="value", address=0, data_type=data_type,  # type: ignore[arg-type]
+                    length=size if data_type == "string" else None,
+                    not_implemented=point_type not in ("acc16", "acc32", "pad", "string"))
+
+
 def encode(point: Point, value: Any, sfs: Mapping[str, Any]) -> list[int]:
     """The registers for `value` (None = not implemented), saturating at the type's range."""
     t = point.type
+    codec = _codec(t, point.size)
     if t == "string":
-        data = (value or "").encode("ascii", "replace")[: point.size * 2].ljust(point.size * 2, b"\0")
-        return list(struct.unpack(f">{point.size}H", data))
+        text = (value or "").encode("ascii", "replace")[: point.size * 2].decode("ascii")
+        return codec.encode(text)
     if value is None or t == "pad":
-        raw_ni = _NOT_IMPLEMENTED[t]
-        return [raw_ni] if point.size == 1 else [raw_ni >> 16, raw_ni & 0xFFFF]
+        return codec.not_implemented_words() if codec.not_implemented else [0] * point.size
     raw = round(float(value) / _multiplier(point, sfs)) if t != "sunssf" else int(value)
     if t in _U16:
-        return [max(0, min(raw, 0xFFFF))]
-    if t in _S16:
+        raw = max(0, min(raw, 0xFFFF))
+    elif t in _S16:
         raw = max(-32767, min(raw, 32767))
-        return [raw & 0xFFFF]
-    if t == "acc32":
+    elif t == "acc32":
         raw &= 0xFFFFFFFF
     elif t in _U32:
         raw = max(0, min(raw, 0xFFFFFFFE))
     elif t in _S32:
-        raw = max(-0x7FFFFFFF, min(raw, 0x7FFFFFFF)) & 0xFFFFFFFF
-    return [raw >> 16, raw & 0xFFFF]
+        raw = max(-0x7FFFFFFF, min(raw, 0x7FFFFFFF))
+    return codec.encode_raw(raw)
 
 
 def decode(point: Point, regs: list[int], sfs: Mapping[str, Any]) -> Any:
@@ -119,14 +134,8 @@ def decode(point: Point, regs: list[int], sfs: Mapping[str, Any]) -> Any:
     t = point.type
     if t == "string":
         return struct.pack(f">{len(regs)}H", *regs).rstrip(b"\0").decode("ascii", "replace")
-    raw = regs[0] if point.size == 1 else (regs[0] << 16) | regs[1]
-    if t in _NOT_IMPLEMENTED and raw == _NOT_IMPLEMENTED[t] and t not in ("acc16", "acc32", "pad"):
-        return None
-    if t in _S16 and raw & 0x8000:
-        raw -= 0x10000
-    elif t in _S32 and raw & 0x80000000:
-        raw -= 0x100000000
-    if t in ("enum16", "bitfield16", "enum32", "bitfield32", "sunssf"):
+    raw = _codec(t, point.size).decode_raw(regs)
+    if raw is None or isinstance(raw, str) or t in ("enum16", "bitfield16", "enum32", "bitfield32", "sunssf"):
         return raw
     m = _multiplier(point, sfs)
     return raw * m if m != 1.0 else raw
