@@ -106,10 +106,10 @@ def _codec(point_type: str, size: int) -> Register:
                     not_implemented=point_type not in ("acc16", "acc32", "pad", "string"))
 
 
-def encode(point: Point, value: Any, sfs: Mapping[str, Any]) -> list[int]:
+def encode(point: Point, value: Any, sfs: Mapping[str, Any], codec: Register | None = None) -> list[int]:
     """The registers for `value` (None = not implemented), saturating at the type's range."""
     t = point.type
-    codec = _codec(t, point.size)
+    codec = codec or _codec(t, point.size)
     if t == "string":
         text = (value or "").encode("ascii", "replace")[: point.size * 2].decode("ascii")
         return codec.encode(text)
@@ -151,6 +151,7 @@ class RegisterBlock:
         self.size = end - self.start
         self.regs = [0] * self.size
         self.at: list[Point | None] = [None] * self.size
+        self.codecs = [_codec(p.type, p.size) for p in self.points]
         for p in self.points:
             for i in range(p.size):
                 if self.at[p.address - self.start + i] is not None:
@@ -161,9 +162,9 @@ class RegisterBlock:
         return count >= 1 and self.start <= address and address + count <= self.start + self.size
 
     def encode(self, values: Mapping[str, Any]) -> None:
-        for p in self.points:
+        for p, codec in zip(self.points, self.codecs, strict=True):
             i = p.address - self.start
-            self.regs[i : i + p.size] = encode(p, values.get(p.key), values)
+            self.regs[i : i + p.size] = encode(p, values.get(p.key), values, codec)
 
     def read(self, address: int, count: int) -> list[int]:
         i = address - self.start
