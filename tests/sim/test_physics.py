@@ -577,3 +577,17 @@ def test_sunspec_models_file_is_pysunspec2s() -> None:
     from energy_edge.sim import sunspecgen
 
     assert sunspecgen.main(["--check"]) == 0, "run: python -m energy_edge.sim.sunspecgen"
+
+
+def test_register_block_reencodes_only_what_changed_or_was_written() -> None:
+    """A refresh skips points whose value is unchanged, but never leaves written words the plant did not take."""
+    from energy_edge.sim.devices import RegisterBlock
+
+    block = RegisterBlock(0, [Point("a", 0, "uint16", 1, "RW"), Point("b", 1, "int32", 2, "RW", scale=0.1)])
+    block.encode({"a": 7, "b": -1.5})
+    assert block.regs == [7, 0xFFFF, 0xFFF1]
+    block.store(0, [9, 0, 1])  # a write whose values the plant then refuses or keeps as they were
+    block.encode({"a": 7, "b": -1.5})
+    assert block.regs == [7, 0xFFFF, 0xFFF1]
+    block.encode({"a": 8, "b": -1.5})
+    assert block.regs == [8, 0xFFFF, 0xFFF1]

@@ -152,6 +152,7 @@ class RegisterBlock:
         self.regs = [0] * self.size
         self.at: list[Point | None] = [None] * self.size
         self.codecs = [_codec(p.type, p.size) for p in self.points]
+        self.encoded: list[tuple[Any, Any] | None] = [None] * len(self.points)  # (value, sf) last encoded
         for p in self.points:
             for i in range(p.size):
                 if self.at[p.address - self.start + i] is not None:
@@ -162,9 +163,16 @@ class RegisterBlock:
         return count >= 1 and self.start <= address and address + count <= self.start + self.size
 
     def encode(self, values: Mapping[str, Any]) -> None:
-        for p, codec in zip(self.points, self.codecs, strict=True):
+        # A point whose value and scale factor are what they were at its last encoding keeps its words: most
+        # points (ratings, scale factors, not-implemented ones) never change, which halves the cost of a refresh.
+        for k, (p, codec) in enumerate(zip(self.points, self.codecs, strict=True)):
+            value = values.get(p.key)
+            key = (value, values.get(p.sf) if p.sf is not None else None)
+            if self.encoded[k] == key:
+                continue
             i = p.address - self.start
-            self.regs[i : i + p.size] = encode(p, values.get(p.key), values, codec)
+            self.regs[i : i + p.size] = encode(p, value, values, codec)
+            self.encoded[k] = key
 
     def read(self, address: int, count: int) -> list[int]:
         i = address - self.start
@@ -190,6 +198,9 @@ class RegisterBlock:
     def store(self, address: int, regs: list[int]) -> None:
         i = address - self.start
         self.regs[i : i + len(regs)] = regs
+        for k, p in enumerate(self.points):  # written words: the next refresh encodes these points anew
+            if p.address < address + len(regs) and address < p.address + p.size:
+                self.encoded[k] = None
 
 
 # ---------------------------------------------------------------- SunSpec models
