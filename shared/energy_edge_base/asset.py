@@ -276,7 +276,12 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
                     del self.devices[asset_id]
             for asset_id, settings in wanted.items():
                 if asset_id not in self.devices:
-                    self.devices[asset_id] = self.device_class(settings, self)  # type: ignore[assignment]
+                    self.devices[asset_id] = self.make_device(settings)
+
+    def make_device(self, settings: Any) -> D:
+        """The device object for one configured device; a module whose device types differ in behaviour
+        picks the class from the settings (the boiler module by `device_type`)."""
+        return self.device_class(settings, self)  # type: ignore[return-value]
 
     async def _release(self, device: D) -> None:
         """A device leaving the configuration is put in its safe state first: once released nobody

@@ -1,8 +1,9 @@
 """SunSpec devices as data: the points energy-edge uses from each model, and discovery.
 
 A SunSpec device publishes 'SunS' at 40000 (or 0 / 50000), then models back to back, each an
-`ID, L` header followed by L registers, ended by ID 0xFFFF. Offsets below are relative to a
-model's ID register, as in the SunSpec model definitions (pysunspec2's model_<id>.json).
+`ID, L` header followed by L registers, ended by ID 0xFFFF. Offsets are relative to a
+model's ID register; they, the types and the scale-factor points come from the SunSpec model definitions
+(energy_edge_base/devices/sunspec_models.json, generated from pysunspec2's model_<id>.json).
 `discover()` walks the chain once; `build_map()` turns the points of the models found into one
 absolute `RegisterMap` the generic poller reads.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from energy_edge_base.devices import sunspec_model
 from energy_edge_base.liveness import EnergyCounter, LivenessSpec
 from energy_edge_base.modbus import ModbusTransport, Register, RegisterMap
 from energy_edge_base.modbus.poller import DeviceUnavailable
@@ -40,62 +42,82 @@ class Point:
     length: int | None = None  # strings only
 
 
-# Only the points energy-edge reads or writes. Names carry units; raw SunSpec names in comments.
+# SunSpec point types as the codec reads them. acc32 stays uint32 with the uint32 "not implemented" pattern,
+# enum16 a plain uint16, bitfield32 a uint32: what energy-edge has always decoded them as.
+_CODEC_TYPES = {"uint16": "uint16", "enum16": "uint16", "int16": "int16", "sunssf": "int16", "uint32": "uint32",
+                "acc32": "uint32", "bitfield32": "uint32", "bitfield16": "bitfield16", "string": "string"}
+
+
+Use = tuple[str, str] | tuple[str, str, str] | tuple[str, str, str, str]
+
+
+def _model(model_id: int, *uses: Use) -> tuple[Point, ...]:
+    """Our points of a model: (our name, SunSpec name[, unit[, access]]). Offset, type, length and scale-factor
+    point come from the model definition (energy_edge_base/devices/sunspec_models.json)."""
+    model = sunspec_model(model_id)
+    definition = {p.name: p for p in model.points}
+    ours = {use[1]: use[0] for use in uses}
+    points = []
+    for name, sunspec_name, *rest in uses:
+        d = definition[sunspec_name]
+        if d.sf is not None and d.sf not in ours:
+            raise ValueError(f"model {model_id}: {sunspec_name} needs its scale factor {d.sf} among the points")
+        points.append(Point(name, model.offset(sunspec_name), _CODEC_TYPES[d.type],
+                            ours[d.sf] if d.sf is not None else None, rest[0] if rest else "",
+                            rest[1] if len(rest) > 1 else "r", d.size if d.type == "string" else None))
+    return tuple(points)
+
+
+# Only the points energy-edge reads or writes: (our name with its unit, SunSpec name, unit, access).
 MODELS: dict[int, tuple[Point, ...]] = {
-    1: (  # common
-        Point("manufacturer", 2, "string", length=16),  # Mn
-        Point("model_name", 18, "string", length=16),  # Md
-        Point("serial_number", 50, "string", length=16),  # SN
+    1: _model(1, ("manufacturer", "Mn"), ("model_name", "Md"), ("serial_number", "SN")),
+    103: _model(  # three-phase inverter
+        103,
+        ("ac_power_w", "W", "W"), ("ac_power_sf", "W_SF"),
+        ("frequency_hz", "Hz", "Hz"), ("frequency_sf", "Hz_SF"),
+        ("ac_energy_wh", "WH", "Wh"), ("ac_energy_sf", "WH_SF"),
+        ("operating_state", "St"),  # 1 off, 2 sleeping, 4 MPPT, 5 throttled, 7 fault, 8 standby
+        ("vendor_state", "StVnd"),
+        ("event_bits", "Evt1"),
     ),
-    103: (  # three-phase inverter
-        Point("ac_power_w", 14, "int16", "ac_power_sf", "W"),  # W
-        Point("ac_power_sf", 15, "int16"),  # W_SF
-        Point("frequency_hz", 16, "uint16", "frequency_sf", "Hz"),  # Hz
-        Point("frequency_sf", 17, "int16"),  # Hz_SF
-        Point("ac_energy_wh", 24, "uint32", "ac_energy_sf", "Wh"),  # WH (acc32)
-        Point("ac_energy_sf", 26, "int16"),  # WH_SF
-        Point("operating_state", 38),  # St: 1 off, 2 sleeping, 4 MPPT, 5 throttled, 7 fault, 8 standby
-        Point("vendor_state", 39),  # StVnd
-        Point("event_bits", 40, "uint32"),  # Evt1
+    120: _model(  # nameplate
+        120,
+        ("rated_power_w", "WRtg", "W"), ("rated_power_sf", "WRtg_SF"),
+        ("rated_energy_wh", "WHRtg", "Wh"), ("rated_energy_sf", "WHRtg_SF"),
+        ("max_charge_rate_w", "MaxChaRte", "W"), ("max_charge_rate_sf", "MaxChaRte_SF"),
+        ("max_discharge_rate_w", "MaxDisChaRte", "W"), ("max_discharge_rate_sf", "MaxDisChaRte_SF"),
     ),
-    120: (  # nameplate
-        Point("rated_power_w", 3, "uint16", "rated_power_sf", "W"),  # WRtg
-        Point("rated_power_sf", 4, "int16"),  # WRtg_SF
-        Point("rated_energy_wh", 19, "uint16", "rated_energy_sf", "Wh"),  # WHRtg
-        Point("rated_energy_sf", 20, "int16"),  # WHRtg_SF
-        Point("max_charge_rate_w", 23, "uint16", "max_charge_rate_sf", "W"),  # MaxChaRte
-        Point("max_charge_rate_sf", 24, "int16"),
-        Point("max_discharge_rate_w", 25, "uint16", "max_discharge_rate_sf", "W"),  # MaxDisChaRte
-        Point("max_discharge_rate_sf", 26, "int16"),
+    123: _model(  # immediate controls
+        123,
+        ("connect", "Conn", "", "rw"),  # 0 disconnect, 1 connect
+        ("power_limit_pct", "WMaxLimPct", "%", "rw"),
+        ("power_limit_revert_s", "WMaxLimPct_RvrtTms", "s", "rw"),
+        ("power_limit_enable", "WMaxLim_Ena", "", "rw"),
+        ("power_limit_sf", "WMaxLimPct_SF"),
     ),
-    123: (  # immediate controls
-        Point("connect", 4, access="rw"),  # Conn: 0 disconnect, 1 connect
-        Point("power_limit_pct", 5, "uint16", "power_limit_sf", "%", "rw"),  # WMaxLimPct
-        Point("power_limit_revert_s", 7, unit="s", access="rw"),  # WMaxLimPct_RvrtTms
-        Point("power_limit_enable", 9, access="rw"),  # WMaxLim_Ena
-        Point("power_limit_sf", 23, "int16"),  # WMaxLimPct_SF
+    124: _model(  # storage
+        124,
+        ("max_charge_w", "WChaMax", "W"),
+        ("storage_control_mode", "StorCtl_Mod", "", "rw"),  # bit0 charge, bit1 discharge
+        ("min_reserve_pct", "MinRsvPct", "%", "rw"),
+        ("state_of_charge_pct", "ChaState", "%"),
+        ("charge_status", "ChaSt"),  # 1 off, 2 empty, 3 discharging, 4 charging, 5 full, 6 holding
+        ("discharge_rate_pct", "OutWRte", "%", "rw"),  # % of WChaMax
+        ("charge_rate_pct", "InWRte", "%", "rw"),  # % of WChaMax
+        ("rate_revert_s", "InOutWRte_RvrtTms", "s", "rw"),
+        ("max_charge_sf", "WChaMax_SF"),
+        ("min_reserve_sf", "MinRsvPct_SF"),
+        ("state_of_charge_sf", "ChaState_SF"),
+        ("rate_sf", "InOutWRte_SF"),
     ),
-    124: (  # storage
-        Point("max_charge_w", 2, "uint16", "max_charge_sf", "W"),  # WChaMax
-        Point("storage_control_mode", 5, "bitfield16", access="rw"),  # StorCtl_Mod: bit0 charge, bit1 discharge
-        Point("min_reserve_pct", 7, "uint16", "min_reserve_sf", "%", "rw"),  # MinRsvPct
-        Point("state_of_charge_pct", 8, "uint16", "state_of_charge_sf", "%"),  # ChaState
-        Point("charge_status", 11),  # ChaSt: 1 off, 2 empty, 3 discharging, 4 charging, 5 full, 6 holding
-        Point("discharge_rate_pct", 12, "int16", "rate_sf", "%", "rw"),  # OutWRte, % of WChaMax
-        Point("charge_rate_pct", 13, "int16", "rate_sf", "%", "rw"),  # InWRte, % of WChaMax
-        Point("rate_revert_s", 15, unit="s", access="rw"),  # InOutWRte_RvrtTms
-        Point("max_charge_sf", 18, "int16"),  # WChaMax_SF
-        Point("min_reserve_sf", 21, "int16"),  # MinRsvPct_SF
-        Point("state_of_charge_sf", 22, "int16"),  # ChaState_SF
-        Point("rate_sf", 25, "int16"),  # InOutWRte_SF
-    ),
-    713: (  # DER storage capacity
-        Point("capacity_wh", 2, "uint16", "energy_sf", "Wh"),  # WHRtg
-        Point("available_energy_wh", 3, "uint16", "energy_sf", "Wh"),  # WHAvail
-        Point("soc_pct", 4, "uint16", "percent_sf", "%"),  # SoC
-        Point("soh_pct", 5, "uint16", "percent_sf", "%"),  # SoH
-        Point("energy_sf", 7, "int16"),  # WH_SF
-        Point("percent_sf", 8, "int16"),  # Pct_SF
+    713: _model(  # DER storage capacity
+        713,
+        ("capacity_wh", "WHRtg", "Wh"),
+        ("available_energy_wh", "WHAvail", "Wh"),
+        ("soc_pct", "SoC", "%"),
+        ("soh_pct", "SoH", "%"),
+        ("energy_sf", "WH_SF"),
+        ("percent_sf", "Pct_SF"),
     ),
 }
 

@@ -454,3 +454,19 @@ def test_decode_refuses_a_short_block() -> None:
     block = SUNSPEC_MAP.plan_reads(["ac_power_w"])[0]
     with pytest.raises(RegisterValueError, match="expected 2 words"):
         SUNSPEC_MAP.decode_blocks([(block, [1])])
+
+
+@pytest.mark.parametrize(
+    ("data_type", "raw", "words"),
+    [("int16", -2, [0xFFFE]), ("uint32", 0x12345678, [0x1234, 0x5678]), ("int32", -1, [0xFFFF, 0xFFFF]),
+     ("float32", 1.0, [0x3F80, 0]), ("uint16", 0x10000, None), ("int16", 1.5, None), ("string", 1, None)],
+)
+def test_encode_raw(data_type: str, raw: int | float, words: list[int] | None) -> None:
+    """A device image (the simulator) packs raw values through the same codec; out of range is refused."""
+    register = Register(name="value", address=0, data_type=data_type, length=2 if data_type == "string" else None)
+    if words is None:
+        with pytest.raises(RegisterValueError):
+            register.encode_raw(raw)
+    else:
+        assert register.encode_raw(raw) == words
+        assert register.decode_raw(words) == raw

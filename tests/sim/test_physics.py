@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -504,6 +505,12 @@ def test_model_tables_match_pysunspec2(model_id: int) -> None:
         (Point("a", 0, "acc32", 2), None, [0, 0]),
         (Point("a", 0, "string", 2), "SunS", [0x5375, 0x6E53]),
         (Point("a", 0, "uint16", 1), 70000, [0xFFFF]),  # saturates
+        (Point("a", 0, "int16", 1), -40000, [0x8001]),  # saturates short of the not-implemented pattern
+        (Point("a", 0, "uint32", 2), 2**33, [0xFFFF, 0xFFFE]),  # likewise
+        (Point("a", 0, "acc32", 2), 2**32 + 5, [0, 5]),  # an accumulator wraps
+        (Point("a", 0, "pad", 1), None, [0]),
+        (Point("a", 0, "sunssf", 1), -2, [0xFFFE]),
+        (Point("a", 0, "int32", 2), None, [0x8000, 0]),
     ],
 )
 def test_generic_encoder(point: Point, value: float | str | None, regs: list[int]) -> None:
@@ -549,3 +556,38 @@ def test_example_scenario_file() -> None:
     assert carport["power_kw"] <= 40.0 + 1e-9 and site["pv_kw"] > 50
     assert site["grid_import_kw"] == pytest.approx(
         site["load_kw"] + site["heater_kw"] - site["pv_kw"] - site["battery_kw"])
+
+
+def test_register_doc_is_current() -> None:
+    """The vendor tables of docs/register-maps.md are what `python -m energy_edge.sim.regdoc` writes."""
+    from energy_edge.sim import regdoc
+
+    text = regdoc.DOC_PATH.read_text()
+    from energy_edge_base.devices import device_type_names, load_device_type
+
+    documented = set(re.findall(r"<!-- device-table ([a-z0-9_]+) (input|holding) -->", text))
+    assert documented == {(n, r.table) for n in device_type_names() for r in load_device_type(n).registers}
+    assert regdoc.render(text) == text, "run: python -m energy_edge.sim.regdoc"
+    assert regdoc.main(["--check"]) == 0
+
+
+def test_sunspec_models_file_is_pysunspec2s() -> None:
+    """energy_edge_base/devices/sunspec_models.json is what pysunspec2's model JSON gives, point for point."""
+    pytest.importorskip("sunspec2")
+    from energy_edge.sim import sunspecgen
+
+    assert sunspecgen.main(["--check"]) == 0, "run: python -m energy_edge.sim.sunspecgen"
+
+
+def test_register_block_reencodes_only_what_changed_or_was_written() -> None:
+    """A refresh skips points whose value is unchanged, but never leaves written words the plant did not take."""
+    from energy_edge.sim.devices import RegisterBlock
+
+    block = RegisterBlock(0, [Point("a", 0, "uint16", 1, "RW"), Point("b", 1, "int32", 2, "RW", scale=0.1)])
+    block.encode({"a": 7, "b": -1.5})
+    assert block.regs == [7, 0xFFFF, 0xFFF1]
+    block.store(0, [9, 0, 1])  # a write whose values the plant then refuses or keeps as they were
+    block.encode({"a": 7, "b": -1.5})
+    assert block.regs == [7, 0xFFFF, 0xFFF1]
+    block.encode({"a": 8, "b": -1.5})
+    assert block.regs == [8, 0xFFFF, 0xFFF1]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from energy_edge_base.asset import AssetModuleConfig, DeviceSettings
+from energy_edge_base.devices import device_type_names, load_device_type
 
 
 class BoilerSettings(DeviceSettings):
@@ -13,6 +14,18 @@ class BoilerSettings(DeviceSettings):
     idle_setpoint_c: float = Field(
         55.0, ge=0, le=120, description="Setpoint the boiler returns to in its safe state, °C."
     )
+    device_type: str = Field(
+        "boiler", description="The boiler's register map: a device type data file of kind boiler "
+        "(energy_edge_base/devices/<type>.json), e.g. boiler or boiler_nordvarme.",
+    )
+
+    @field_validator("device_type")
+    @classmethod
+    def _known_boiler_type(cls, value: str) -> str:
+        boilers = [n for n in device_type_names() if load_device_type(n).kind == "boiler"]
+        if value not in boilers:
+            raise ValueError(f"unknown boiler device type {value!r} (known: {', '.join(boilers)})")
+        return value
 
 
 class BoilerConfig(AssetModuleConfig):

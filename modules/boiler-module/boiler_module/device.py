@@ -11,18 +11,31 @@ from typing import Any
 from pydantic import BaseModel
 
 from boiler_module.config import BoilerSettings
-from boiler_module.registers import BOILER_LIVENESS, BOILER_MAP, STATES
-from energy_edge_base.asset import AssetDevice, clamp
+from boiler_module.registers import STATES
+from energy_edge_base.asset import AssetDevice, AssetModule, clamp
 from energy_edge_base.contract import BoilerTelemetry, utc_now
+from energy_edge_base.devices import load_device_type
+from energy_edge_base.liveness import Liveness
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import ModbusTransport, RegisterMap
 
 
 class BoilerDevice(AssetDevice[BoilerSettings]):
-    liveness_points = BOILER_LIVENESS
+    """A boiler on the map of its `device_type` data file (the vendor map v1 by default)."""
+
+    def __init__(self, settings: BoilerSettings, module: AssetModule[Any, Any]) -> None:
+        super().__init__(settings, module)
+        device_type = load_device_type(settings.device_type)
+        self.map = device_type.register_map()
+        self.liveness = Liveness(device_type.liveness_spec())
 
     async def register_map(self, transport: ModbusTransport) -> RegisterMap:
-        return BOILER_MAP
+        return self.map
+
+    def _on_step(self, name: str, value: float) -> float:
+        """`value` rounded to what the register holds (0.1 K on vendor map v1, 0.5 K on others)."""
+        step = self.map[name].resolution()
+        return round(round(value / step) * step, 6) if step > 0 else value
 
     @property
     def rated_kw(self) -> float:
@@ -40,7 +53,7 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
     async def set_temperature(self, setpoint_c: float) -> tuple[float, dict[str, Any]]:
         await self.ensure_values()
         low, high = self.temperature_band_c()
-        applied = round(clamp(setpoint_c, low, high), 1)
+        applied = self._on_step("setpoint_c", clamp(setpoint_c, low, high))
         read_back = {"setpoint_c": await self.write("setpoint_c", applied)}
         self.note_command(active=abs(applied - self.settings.idle_setpoint_c) > 0.05)
         return applied, read_back
@@ -69,7 +82,7 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
     async def safe_state(self) -> None:
         await self.ensure_values()
         low, high = self.temperature_band_c()
-        await self.write("setpoint_c", round(clamp(self.settings.idle_setpoint_c, low, high), 1))
+        await self.write("setpoint_c", self._on_step("setpoint_c", clamp(self.settings.idle_setpoint_c, low, high)))
         await self.write("power_limit_kw", round(self.rated_kw, 1))
         await self.write("enable", 1)
         self.setpoint_kw = None
@@ -98,6 +111,18 @@ class BoilerDevice(AssetDevice[BoilerSettings]):
             max_temp_c=_float(v.get("max_temp_c")),
             rated_kw=_float(v.get("rated_power_kw")),
         )
+
+
+class NordvarmeBoilerDevice(BoilerDevice):
+    """Nordvarme EHB (device type boiler_nordvarme): no remote reset, the fault is cleared at the boiler."""
+
+    async def reset(self) -> dict[str, Any]:
+        raise MethodError(409, f"{self.asset_id}: a Nordvarme boiler has no remote reset; clear the fault "
+                               "at the boiler's panel", asset_id=self.asset_id)
+
+
+# Boilers whose behaviour differs from BoilerDevice's, by device type; every other boiler type is a BoilerDevice.
+DEVICE_CLASSES: dict[str, type[BoilerDevice]] = {"boiler_nordvarme": NordvarmeBoilerDevice}
 
 
 def _float(value: Any) -> float | None:

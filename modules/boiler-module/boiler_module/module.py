@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from boiler_module.config import BoilerConfig
-from boiler_module.device import BoilerDevice
+from boiler_module.config import BoilerConfig, BoilerSettings
+from boiler_module.device import DEVICE_CLASSES, BoilerDevice
 from energy_edge_base.asset import AssetModule, AssetRequest, CommandResponse
 
 
@@ -22,6 +22,10 @@ class BoilerModule(AssetModule[BoilerConfig, BoilerDevice]):
     name = "boiler"
     config_model = BoilerConfig
     device_class = BoilerDevice
+
+    def make_device(self, settings: BoilerSettings) -> BoilerDevice:
+        # a vendor whose behaviour differs has its own small class; the others differ only in their data file
+        return DEVICE_CLASSES.get(settings.device_type, BoilerDevice)(settings, self)
 
     def __init__(self) -> None:
         super().__init__()

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from boiler_module.config import BoilerSettings
-from boiler_module.device import BoilerDevice
+from boiler_module.device import BoilerDevice, NordvarmeBoilerDevice
 from boiler_module.registers import BOILER_MAP
+from energy_edge_base.devices import load_device_type
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus.fake import FakeModbusDevice
 
@@ -85,3 +86,59 @@ async def test_telemetry_sign_convention(fake: FakeModbusDevice) -> None:
     telemetry = boiler.telemetry("site-1")
     assert telemetry.power_kw == -12.5  # type: ignore[attr-defined]
     assert telemetry.heater_power_kw == 12.5  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- device types
+
+
+@pytest.mark.parametrize(("device_type", "error"), [
+    ("boiler", None), ("boiler_nordvarme", None),
+    ("microgrid_controller", "unknown boiler device type 'microgrid_controller'"),
+    ("heatpump", "unknown boiler device type 'heatpump'"),
+])
+def test_device_type_setting(device_type: str, error: str | None) -> None:
+    from pydantic import ValidationError
+
+    if error is None:
+        assert BoilerSettings(asset_id="b", host="h", device_type=device_type).device_type == device_type
+    else:
+        with pytest.raises(ValidationError, match=error):
+            BoilerSettings(asset_id="b", host="h", device_type=device_type)
+
+
+class FakeNordvarme(NordvarmeBoilerDevice):
+    def __init__(self, fake: FakeModbusDevice) -> None:
+        super().__init__(BoilerSettings(asset_id="boiler-2", host="fake", device_type="boiler_nordvarme"), None)
+        self.fake = fake
+
+    def make_transport(self) -> Any:
+        return self.fake
+
+
+@pytest.fixture
+def nordvarme() -> FakeModbusDevice:
+    values = {k: v for k, v in DEVICE_VALUES.items()}
+    values["heater_energy_kwh"] = 12.0
+    return FakeModbusDevice(load_device_type("boiler_nordvarme").register_map(), values)
+
+
+@pytest.mark.parametrize(("requested", "applied"), [(70.0, 70.0), (70.3, 70.5), (70.2, 70.0), (95.0, 85.0)])
+async def test_nordvarme_setpoint_in_half_kelvin_steps(nordvarme: FakeModbusDevice, requested: float,
+                                                       applied: float) -> None:
+    got, read_back = await FakeNordvarme(nordvarme).set_temperature(requested)
+    assert got == applied and read_back["setpoint_c"] == applied
+
+
+async def test_nordvarme_has_no_remote_reset(nordvarme: FakeModbusDevice) -> None:
+    with pytest.raises(MethodError, match="no remote reset") as info:
+        await FakeNordvarme(nordvarme).reset()
+    assert info.value.status == 409
+
+
+def test_the_module_picks_the_class_by_device_type() -> None:
+    from boiler_module.module import BoilerModule
+
+    module = BoilerModule()
+    for device_type, cls in (("boiler", BoilerDevice), ("boiler_nordvarme", NordvarmeBoilerDevice)):
+        device = module.make_device(BoilerSettings(asset_id="b", host="h", device_type=device_type))
+        assert type(device) is cls

@@ -1,4 +1,4 @@
-"""The microgrid controller's two device maps, as data: Modbus registers and MQTT topics.
+"""The microgrid controller's two device maps, as data: Modbus registers (its data file) and MQTT topics.
 
 Both name the same points, so one telemetry function serves either transport.
 """
@@ -7,36 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from energy_edge_base.liveness import EnergyCounter, LivenessSpec
-from energy_edge_base.modbus import Register, RegisterMap
+from energy_edge_base.devices import load_device_type
 
 STATUS_PEAK_SHAVING = 0x1
 STATUS_DER = 0x2
 STATUS_GRID_CONNECTED = 0x4
 
-PCC_MAP = RegisterMap(
-    name="microgrid controller (vendor map v1)",
-    registers=(
-        Register(name="grid_import_w", address=0, table="input", data_type="int32", unit="W",
-                 description="Power at the point of common coupling, + = import."),
-        Register(name="site_load_w", address=2, table="input", data_type="int32", unit="W",
-                 description="Site consumption."),
-        Register(name="frequency_hz", address=4, table="input", scale=0.01, unit="Hz"),
-        Register(name="voltage_v", address=5, table="input", scale=0.1, unit="V"),
-        Register(name="status", address=6, table="input", data_type="bitfield16",
-                 description="bit0 PEAK_SHAVING active, bit1 DER active, bit2 grid connected."),
-        Register(name="import_energy_kwh", address=7, table="input", data_type="uint32", scale=0.1, unit="kWh"),
-        Register(name="export_energy_kwh", address=9, table="input", data_type="uint32", scale=0.1, unit="kWh"),
-        Register(name="fault_code", address=11, table="input", description="0 = no fault."),
-        Register(name="heartbeat", address=12, table="input", data_type="uint16",
-                 description="Counts the controller's seconds of uptime (wraps): standing still = frozen data."),
-        Register(name="import_limit_w", address=100, data_type="int32", unit="W", access="rw",
-                 description="Contracted import limit the device guards."),
-        Register(name="peak_shaving_enable", address=102, access="rw", description="0/1."),
-        Register(name="der_enable", address=103, access="rw", description="0/1: DER participation."),
-        Register(name="reset", address=104, access="rw", description="Write 1 to clear a fault."),
-    ),
-)
+# The Modbus map and the liveness points come from the device's data file
+# (energy_edge_base/devices/microgrid_controller.json).
+PCC_TYPE = load_device_type("microgrid_controller")
+PCC_MAP = PCC_TYPE.register_map()
 
 
 @dataclass(frozen=True)
@@ -69,8 +49,4 @@ PCC_TOPICS: tuple[TopicPoint, ...] = (
 
 # What proves the controller's data is live (energy_edge_base.liveness): its heartbeat, and its energy
 # counters against the power at the connection point.
-PCC_LIVENESS = LivenessSpec(
-    heartbeat="heartbeat",
-    counters=(EnergyCounter("import_energy_kwh", "grid_import_w", 0.001, 0.1, direction=1),
-              EnergyCounter("export_energy_kwh", "grid_import_w", 0.001, 0.1, direction=-1)),
-)
+PCC_LIVENESS = PCC_TYPE.liveness_spec()

@@ -65,6 +65,12 @@ _FIXED: dict[str, tuple[int, str]] = {
     "int64": (4, "q"),
 }
 
+# Precompiled (value, words) structs per fixed-width type: the simulator packs every register of its images
+# through this codec on every plant step, so the packing is kept cheap.
+_STRUCTS: dict[str, tuple[struct.Struct, struct.Struct]] = {
+    data_type: (struct.Struct(f">{code}"), struct.Struct(f">{count}H")) for data_type, (count, code) in _FIXED.items()
+}
+
 # SunSpec "not implemented" raw values; float32 uses NaN and string all-NUL (handled inline).
 _SENTINELS: dict[str, int] = {
     "uint16": 0xFFFF,
@@ -229,16 +235,28 @@ class Register(BaseModel):
 
     # ------------------------------------------------------------------ raw codec
 
+    def encode_raw(self, raw: int | float) -> list[int]:
+        """An unscaled value to words, range-checked: for a device image, which holds raw values already."""
+        if self.data_type == "string":
+            raise RegisterValueError(f"{self.name}: strings are encoded with encode()")
+        if self.data_type == "float32":
+            return self._pack(float(raw))
+        if not isinstance(raw, int):
+            raise RegisterValueError(f"{self.name}: raw {raw!r} is not an integer")
+        low, high = _INT_RANGES[self.data_type]
+        if not low <= raw <= high:
+            raise RegisterValueError(f"{self.name}: raw {raw} outside {self.data_type} [{low}, {high}]")
+        return self._pack(raw)
+
     def _pack(self, raw: int | float) -> list[int]:
-        code = _FIXED[self.data_type][1]
-        data = struct.pack(f">{code}", raw)
-        words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+        value_struct, words_struct = _STRUCTS[self.data_type]
+        words = list(words_struct.unpack(value_struct.pack(raw)))
         return words[::-1] if self.word_order == "little" else words
 
     def _unpack(self, words: Sequence[int]) -> int | float:
-        ordered = list(words)[::-1] if self.word_order == "little" else list(words)
-        data = b"".join(word.to_bytes(2, "big") for word in ordered)
-        value: int | float = struct.unpack(f">{_FIXED[self.data_type][1]}", data)[0]
+        ordered = list(words)[::-1] if self.word_order == "little" else words
+        value_struct, words_struct = _STRUCTS[self.data_type]
+        value: int | float = value_struct.unpack(words_struct.pack(*ordered))[0]
         return value
 
     def _check_words(self, words: Sequence[int]) -> None:

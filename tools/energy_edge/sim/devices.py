@@ -1,7 +1,7 @@
 """Register images of the simulated devices, built from declarative tables by one generic encoder.
 
 - SunSpec devices (solar, battery): one contiguous map at 40000 ('SunS', models, end marker), served to
-  FC3 and FC4 alike. The model tables below follow pysunspec2's model JSON (tests check them point by point).
+  FC3 and FC4 alike. The models come from pysunspec2's model JSON (energy_edge_base/devices/sunspec_models.json).
 - Vendor devices (boiler, microgrid controller): input registers (FC4) and holding registers (FC3/6/16) as
   separate address spaces, 0-based PDU addresses.
 
@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from pymodbus.constants import ExcCodes
@@ -23,6 +24,8 @@ from pymodbus.constants import ExcCodes
 from energy_edge import __version__
 from energy_edge.sim.plant import ST_FAULT, ST_MPPT, ST_STANDBY, Battery, Boiler, Plant, SiteMeter, Solar
 from energy_edge.sim.scenario import BatterySpec, BoilerSpec, ControllerSpec, SolarSpec
+from energy_edge_base.devices import load_device_type, sunspec_model
+from energy_edge_base.modbus.registers import Register
 
 SUNSPEC_BASE = 40000
 SQRT3 = math.sqrt(3.0)
@@ -34,9 +37,6 @@ _S16 = {"int16", "sunssf"}
 _U32 = {"uint32", "enum32", "bitfield32", "acc32"}
 _S32 = {"int32"}
 _SIZES = {**dict.fromkeys(_U16 | _S16 | {"pad"}, 1), **dict.fromkeys(_U32 | _S32, 2)}
-# SunSpec "not implemented" patterns (pysunspec2 reads them as None)
-_NOT_IMPLEMENTED = {**dict.fromkeys(_U16, 0xFFFF), "acc16": 0, **dict.fromkeys(_S16, 0x8000),
-                    **dict.fromkeys(_U32, 0xFFFFFFFF), "acc32": 0, "int32": 0x80000000, "pad": 0}
 
 
 @dataclass(frozen=True)
@@ -89,28 +89,44 @@ def _multiplier(point: Point, sfs: Mapping[str, Any]) -> float:
     return m
 
 
-def encode(point: Point, value: Any, sfs: Mapping[str, Any]) -> list[int]:
+# The codec's data type for each SunSpec point type: the words are packed and unpacked by the one codec
+# (energy_edge_base.modbus.registers); what the simulator adds is the device's behaviour (saturating at the
+# type's range, SunSpec's accumulators and pads reading 0 when not implemented, scale factors).
+_CODEC_TYPE = {**dict.fromkeys(("uint16", "enum16", "count", "acc16", "pad"), "uint16"),
+               **dict.fromkeys(("uint32", "enum32", "bitfield32", "acc32"), "uint32"),
+               "bitfield16": "bitfield16", "int16": "int16", "sunssf": "int16", "int32": "int32", "string": "string"}
+
+
+@cache
+def _codec(point_type: str, size: int) -> Register:
+    """The codec's register for a point type (keyed by type and size: the name and address do not matter)."""
+    data_type = _CODEC_TYPE[point_type]
+    return Register(name="value", address=0, data_type=data_type,  # type: ignore[arg-type]
+                    length=size if data_type == "string" else None,
+                    not_implemented=point_type not in ("acc16", "acc32", "pad", "string"))
+
+
+def encode(point: Point, value: Any, sfs: Mapping[str, Any], codec: Register | None = None) -> list[int]:
     """The registers for `value` (None = not implemented), saturating at the type's range."""
     t = point.type
+    codec = codec or _codec(t, point.size)
     if t == "string":
-        data = (value or "").encode("ascii", "replace")[: point.size * 2].ljust(point.size * 2, b"\0")
-        return list(struct.unpack(f">{point.size}H", data))
+        text = (value or "").encode("ascii", "replace")[: point.size * 2].decode("ascii")
+        return codec.encode(text)
     if value is None or t == "pad":
-        raw_ni = _NOT_IMPLEMENTED[t]
-        return [raw_ni] if point.size == 1 else [raw_ni >> 16, raw_ni & 0xFFFF]
+        return codec.not_implemented_words() if codec.not_implemented else [0] * point.size
     raw = round(float(value) / _multiplier(point, sfs)) if t != "sunssf" else int(value)
     if t in _U16:
-        return [max(0, min(raw, 0xFFFF))]
-    if t in _S16:
+        raw = max(0, min(raw, 0xFFFF))
+    elif t in _S16:
         raw = max(-32767, min(raw, 32767))
-        return [raw & 0xFFFF]
-    if t == "acc32":
+    elif t == "acc32":
         raw &= 0xFFFFFFFF
     elif t in _U32:
         raw = max(0, min(raw, 0xFFFFFFFE))
     elif t in _S32:
-        raw = max(-0x7FFFFFFF, min(raw, 0x7FFFFFFF)) & 0xFFFFFFFF
-    return [raw >> 16, raw & 0xFFFF]
+        raw = max(-0x7FFFFFFF, min(raw, 0x7FFFFFFF))
+    return codec.encode_raw(raw)
 
 
 def decode(point: Point, regs: list[int], sfs: Mapping[str, Any]) -> Any:
@@ -118,14 +134,8 @@ def decode(point: Point, regs: list[int], sfs: Mapping[str, Any]) -> Any:
     t = point.type
     if t == "string":
         return struct.pack(f">{len(regs)}H", *regs).rstrip(b"\0").decode("ascii", "replace")
-    raw = regs[0] if point.size == 1 else (regs[0] << 16) | regs[1]
-    if t in _NOT_IMPLEMENTED and raw == _NOT_IMPLEMENTED[t] and t not in ("acc16", "acc32", "pad"):
-        return None
-    if t in _S16 and raw & 0x8000:
-        raw -= 0x10000
-    elif t in _S32 and raw & 0x80000000:
-        raw -= 0x100000000
-    if t in ("enum16", "bitfield16", "enum32", "bitfield32", "sunssf"):
+    raw = _codec(t, point.size).decode_raw(regs)
+    if raw is None or isinstance(raw, str) or t in ("enum16", "bitfield16", "enum32", "bitfield32", "sunssf"):
         return raw
     m = _multiplier(point, sfs)
     return raw * m if m != 1.0 else raw
@@ -141,6 +151,8 @@ class RegisterBlock:
         self.size = end - self.start
         self.regs = [0] * self.size
         self.at: list[Point | None] = [None] * self.size
+        self.codecs = [_codec(p.type, p.size) for p in self.points]
+        self.encoded: list[tuple[Any, Any] | None] = [None] * len(self.points)  # (value, sf) last encoded
         for p in self.points:
             for i in range(p.size):
                 if self.at[p.address - self.start + i] is not None:
@@ -151,9 +163,16 @@ class RegisterBlock:
         return count >= 1 and self.start <= address and address + count <= self.start + self.size
 
     def encode(self, values: Mapping[str, Any]) -> None:
-        for p in self.points:
+        # A point whose value and scale factor are what they were at its last encoding keeps its words: most
+        # points (ratings, scale factors, not-implemented ones) never change, which halves the cost of a refresh.
+        for k, (p, codec) in enumerate(zip(self.points, self.codecs, strict=True)):
+            value = values.get(p.key)
+            key = (value, values.get(p.sf) if p.sf is not None else None)
+            if self.encoded[k] == key:
+                continue
             i = p.address - self.start
-            self.regs[i : i + p.size] = encode(p, values.get(p.key), values)
+            self.regs[i : i + p.size] = encode(p, value, values, codec)
+            self.encoded[k] = key
 
     def read(self, address: int, count: int) -> list[int]:
         i = address - self.start
@@ -179,156 +198,13 @@ class RegisterBlock:
     def store(self, address: int, regs: list[int]) -> None:
         i = address - self.start
         self.regs[i : i + len(regs)] = regs
+        for k, p in enumerate(self.points):  # written words: the next refresh encodes these points anew
+            if p.address < address + len(regs) and address < p.address + p.size:
+                self.encoded[k] = None
 
 
-# ---------------------------------------------------------------- SunSpec model tables (from pysunspec2's JSON)
-# name type size sf access units; ID and L precede every model and are not listed.
-
-_MODEL_TABLES = {
-    1: """
-Mn string 16 - R -
-Md string 16 - R -
-Opt string 8 - R -
-Vr string 8 - R -
-SN string 16 - R -
-DA uint16 1 - RW -
-Pad pad 1 - R -
-""",
-    103: """
-A uint16 1 A_SF R A
-AphA uint16 1 A_SF R A
-AphB uint16 1 A_SF R A
-AphC uint16 1 A_SF R A
-A_SF sunssf 1 - R -
-PPVphAB uint16 1 V_SF R V
-PPVphBC uint16 1 V_SF R V
-PPVphCA uint16 1 V_SF R V
-PhVphA uint16 1 V_SF R V
-PhVphB uint16 1 V_SF R V
-PhVphC uint16 1 V_SF R V
-V_SF sunssf 1 - R -
-W int16 1 W_SF R W
-W_SF sunssf 1 - R -
-Hz uint16 1 Hz_SF R Hz
-Hz_SF sunssf 1 - R -
-VA int16 1 VA_SF R VA
-VA_SF sunssf 1 - R -
-VAr int16 1 VAr_SF R var
-VAr_SF sunssf 1 - R -
-PF int16 1 PF_SF R Pct
-PF_SF sunssf 1 - R -
-WH acc32 2 WH_SF R Wh
-WH_SF sunssf 1 - R -
-DCA uint16 1 DCA_SF R A
-DCA_SF sunssf 1 - R -
-DCV uint16 1 DCV_SF R V
-DCV_SF sunssf 1 - R -
-DCW int16 1 DCW_SF R W
-DCW_SF sunssf 1 - R -
-TmpCab int16 1 Tmp_SF R C
-TmpSnk int16 1 Tmp_SF R C
-TmpTrns int16 1 Tmp_SF R C
-TmpOt int16 1 Tmp_SF R C
-Tmp_SF sunssf 1 - R -
-St enum16 1 - R -
-StVnd enum16 1 - R -
-Evt1 bitfield32 2 - R -
-Evt2 bitfield32 2 - R -
-EvtVnd1 bitfield32 2 - R -
-EvtVnd2 bitfield32 2 - R -
-EvtVnd3 bitfield32 2 - R -
-EvtVnd4 bitfield32 2 - R -
-""",
-    120: """
-DERTyp enum16 1 - R -
-WRtg uint16 1 WRtg_SF R W
-WRtg_SF sunssf 1 - R -
-VARtg uint16 1 VARtg_SF R VA
-VARtg_SF sunssf 1 - R -
-VArRtgQ1 int16 1 VArRtg_SF R var
-VArRtgQ2 int16 1 VArRtg_SF R var
-VArRtgQ3 int16 1 VArRtg_SF R var
-VArRtgQ4 int16 1 VArRtg_SF R var
-VArRtg_SF sunssf 1 - R -
-ARtg uint16 1 ARtg_SF R A
-ARtg_SF sunssf 1 - R -
-PFRtgQ1 int16 1 PFRtg_SF R cos()
-PFRtgQ2 int16 1 PFRtg_SF R cos()
-PFRtgQ3 int16 1 PFRtg_SF R cos()
-PFRtgQ4 int16 1 PFRtg_SF R cos()
-PFRtg_SF sunssf 1 - R -
-WHRtg uint16 1 WHRtg_SF R Wh
-WHRtg_SF sunssf 1 - R -
-AhrRtg uint16 1 AhrRtg_SF R AH
-AhrRtg_SF sunssf 1 - R -
-MaxChaRte uint16 1 MaxChaRte_SF R W
-MaxChaRte_SF sunssf 1 - R -
-MaxDisChaRte uint16 1 MaxDisChaRte_SF R W
-MaxDisChaRte_SF sunssf 1 - R -
-Pad pad 1 - R -
-""",
-    123: """
-Conn_WinTms uint16 1 - RW Secs
-Conn_RvrtTms uint16 1 - RW Secs
-Conn enum16 1 - RW -
-WMaxLimPct uint16 1 WMaxLimPct_SF RW %WMax
-WMaxLimPct_WinTms uint16 1 - RW Secs
-WMaxLimPct_RvrtTms uint16 1 - RW Secs
-WMaxLimPct_RmpTms uint16 1 - RW Secs
-WMaxLim_Ena enum16 1 - RW -
-OutPFSet int16 1 OutPFSet_SF RW cos()
-OutPFSet_WinTms uint16 1 - RW Secs
-OutPFSet_RvrtTms uint16 1 - RW Secs
-OutPFSet_RmpTms uint16 1 - RW Secs
-OutPFSet_Ena enum16 1 - RW -
-VArWMaxPct int16 1 VArPct_SF RW %WMax
-VArMaxPct int16 1 VArPct_SF RW %VArMax
-VArAvalPct int16 1 VArPct_SF RW %VArAval
-VArPct_WinTms uint16 1 - RW Secs
-VArPct_RvrtTms uint16 1 - RW Secs
-VArPct_RmpTms uint16 1 - RW Secs
-VArPct_Mod enum16 1 - RW -
-VArPct_Ena enum16 1 - RW -
-WMaxLimPct_SF sunssf 1 - R -
-OutPFSet_SF sunssf 1 - R -
-VArPct_SF sunssf 1 - R -
-""",
-    124: """
-WChaMax uint16 1 WChaMax_SF RW W
-WChaGra uint16 1 WChaDisChaGra_SF RW %WChaMax/sec
-WDisChaGra uint16 1 WChaDisChaGra_SF RW %WChaMax/sec
-StorCtl_Mod bitfield16 1 - RW -
-VAChaMax uint16 1 VAChaMax_SF RW VA
-MinRsvPct uint16 1 MinRsvPct_SF RW %WChaMax
-ChaState uint16 1 ChaState_SF R %AhrRtg
-StorAval uint16 1 StorAval_SF R AH
-InBatV uint16 1 InBatV_SF R V
-ChaSt enum16 1 - R -
-OutWRte int16 1 InOutWRte_SF RW %WDisChaMax
-InWRte int16 1 InOutWRte_SF RW %WChaMax
-InOutWRte_WinTms uint16 1 - RW Secs
-InOutWRte_RvrtTms uint16 1 - RW Secs
-InOutWRte_RmpTms uint16 1 - RW Secs
-ChaGriSet enum16 1 - RW -
-WChaMax_SF sunssf 1 - R -
-WChaDisChaGra_SF sunssf 1 - R -
-VAChaMax_SF sunssf 1 - R -
-MinRsvPct_SF sunssf 1 - R -
-ChaState_SF sunssf 1 - R -
-StorAval_SF sunssf 1 - R -
-InBatV_SF sunssf 1 - R -
-InOutWRte_SF sunssf 1 - R -
-""",
-    713: """
-WHRtg uint16 1 WH_SF R Wh
-WHAvail uint16 1 WH_SF R Wh
-SoC uint16 1 Pct_SF R Pct
-SoH uint16 1 Pct_SF R Pct
-Sta enum16 1 - R -
-WH_SF sunssf 1 - R -
-Pct_SF sunssf 1 - R -
-""",
-}
+# ---------------------------------------------------------------- SunSpec models
+# From energy_edge_base/devices/sunspec_models.json, generated from pysunspec2's model JSON (sim/sunspecgen.py).
 
 
 @dataclass(frozen=True)
@@ -343,11 +219,8 @@ class ModelPoint:
 
 def model_points(model_id: int) -> list[ModelPoint]:
     """The points of a SunSpec model after ID and L, in order."""
-    out = []
-    for line in _MODEL_TABLES[model_id].strip().splitlines():
-        name, typ, size, sf, access, units = line.split()
-        out.append(ModelPoint(name, typ, int(size), None if sf == "-" else sf, access, "" if units == "-" else units))
-    return out
+    return [ModelPoint(p.name, p.type, p.size, p.sf, p.access, p.units or "")
+            for p in sunspec_model(model_id).points[2:]]
 
 
 def model_length(model_id: int) -> int:
@@ -388,49 +261,41 @@ def sf_for(max_abs: float, limit: int = 32767, lowest: int = -3) -> int:
 
 
 # ---------------------------------------------------------------- vendor tables
+# Read from the device type data files (energy_edge_base/devices/<type>.json), the same the asset modules use.
 # (address, name, type, scale, access, units, description)
 
 VendorRow = tuple[int, str, str, float, str, str, str]
 
-BOILER_INPUT: list[VendorRow] = [
-    (0, "water_temp_c", "int16", 0.1, "R", "degC", "tank water temperature"),
-    (1, "heater_power_kw", "uint16", 0.1, "R", "kW", "electric heater power now"),
-    (2, "state", "uint16", 1, "R", "", "0 idle, 1 heating, 2 standby/disabled, 3 fault"),
-    (3, "fault_code", "uint16", 1, "R", "", "0 none, 1 over-temperature, 2 heater trip"),
-    (4, "min_temp_c", "int16", 0.1, "R", "degC", "minimum-temperature protection threshold"),
-    (5, "max_temp_c", "int16", 0.1, "R", "degC", "maximum temperature (no heating at or above)"),
-    (6, "rated_power_kw", "uint16", 0.1, "R", "kW", "heater rating"),
-    (7, "heater_energy_kwh", "uint32", 0.1, "R", "kWh", "electric energy used by the heater (high word first)"),
-    (9, "heat_demand_kw", "uint16", 0.1, "R", "kW", "hot-water draw now (thermal)"),
-]
-BOILER_HOLDING: list[VendorRow] = [
-    (100, "enable", "uint16", 1, "RW", "", "0 disabled (standby), 1 enabled"),
-    (101, "setpoint_c", "int16", 0.1, "RW", "degC", "thermostat setpoint, min_temp_c..max_temp_c"),
-    (102, "power_limit_kw", "uint16", 0.1, "RW", "kW", "heater power limit, 0..rated_power_kw"),
-    (103, "reset", "uint16", 1, "RW", "", "write 1 to clear a fault; reads 0 after the next plant step"),
-]
-CONTROLLER_INPUT: list[VendorRow] = [
-    (0, "grid_import_w", "int32", 1, "R", "W", "power at the PCC, + import / - export"),
-    (2, "site_load_w", "int32", 1, "R", "W", "site consumption: base load + boiler heaters"),
-    (4, "frequency_hz", "uint16", 0.01, "R", "Hz", "grid frequency"),
-    (5, "voltage_v", "uint16", 0.1, "R", "V", "line-to-line voltage at the PCC"),
-    (6, "status", "bitfield16", 1, "R", "", "bit0 PEAK_SHAVING active, bit1 DER active, bit2 grid connected"),
-    (7, "import_energy_kwh", "uint32", 0.1, "R", "kWh", "energy imported (high word first)"),
-    (9, "export_energy_kwh", "uint32", 0.1, "R", "kWh", "energy exported (high word first)"),
-    (11, "fault_code", "uint16", 1, "R", "", "0 none, 1 controller trip"),
-    (12, "heartbeat", "uint16", 1, "R", "", "seconds of uptime, wrapping: stands still when the data is frozen"),
-]
-CONTROLLER_HOLDING: list[VendorRow] = [
-    (100, "import_limit_w", "int32", 1, "RW", "W", "import limit guarded by peak shaving"),
-    (102, "peak_shaving_enable", "uint16", 1, "RW", "", "0/1"),
-    (103, "der_enable", "uint16", 1, "RW", "", "0/1: 0 blocks PV output and battery discharge"),
-    (104, "reset", "uint16", 1, "RW", "", "write 1 to clear a fault; reads 0 after the next plant step"),
-]
+
+def vendor_rows(device_type: str, table: str) -> list[VendorRow]:
+    """The rows of one table ("input" or "holding") of a device type's data file."""
+    return [(r.address, r.name, r.data_type, r.scale, r.access.upper(), r.unit, r.description)
+            for r in load_device_type(device_type).registers if r.table == table]
+
+
+BOILER_INPUT = vendor_rows("boiler", "input")
+BOILER_HOLDING = vendor_rows("boiler", "holding")
+CONTROLLER_INPUT = vendor_rows("microgrid_controller", "input")
+CONTROLLER_HOLDING = vendor_rows("microgrid_controller", "holding")
 
 
 def vendor_points(rows: list[VendorRow]) -> list[Point]:
     return [Point(name, addr, typ, _SIZES[typ], access, scale, units=units, doc=doc)
             for addr, name, typ, scale, access, units, doc in rows]
+
+
+def vendor_spaces(device_type: str) -> dict[str, list[RegisterBlock]]:
+    """The input ("ir") and holding ("hr") register spaces of a vendor device type, from its data file.
+
+    Points are keyed by register name, and the device classes below name the plant's values the same way, so
+    another vendor's map of the same kind (other addresses, types, scales, fewer registers) needs no code here.
+    """
+    spaces: dict[str, list[RegisterBlock]] = {}
+    for space, table in (("ir", "input"), ("hr", "holding")):
+        rows = vendor_rows(device_type, table)
+        if rows:
+            spaces[space] = [RegisterBlock(-1, vendor_points(rows))]
+    return spaces
 
 
 # ---------------------------------------------------------------- devices
@@ -718,8 +583,7 @@ class BoilerDevice(SimDevice):
         self.spec = spec
         self.unit = plant.boilers[spec.asset_id]
         w = self.unit
-        spaces = {"ir": [RegisterBlock(-1, vendor_points(BOILER_INPUT))],
-                  "hr": [RegisterBlock(-1, vendor_points(BOILER_HOLDING))]}
+        spaces = vendor_spaces(spec.device_type)
         controls = {"enable": BOOL, "setpoint_c": Control(w.min_temp_c, w.max_temp_c),
                     "power_limit_kw": Control(0, w.heater_kw), "reset": BOOL}
         static = {"min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c, "rated_power_kw": w.heater_kw}
@@ -747,7 +611,8 @@ class BoilerDevice(SimDevice):
 
     def info(self) -> dict[str, Any]:
         w = self.unit
-        return {"rated_kw": w.heater_kw, "tank_l": w.tank_l, "min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c}
+        return {"rated_kw": w.heater_kw, "tank_l": w.tank_l, "min_temp_c": w.min_temp_c, "max_temp_c": w.max_temp_c,
+                "device_type": self.spec.device_type}
 
 
 class ControllerDevice(SimDevice):
@@ -759,8 +624,7 @@ class ControllerDevice(SimDevice):
 
     def __init__(self, spec: ControllerSpec, plant: Plant) -> None:
         self.spec = spec
-        spaces = {"ir": [RegisterBlock(-1, vendor_points(CONTROLLER_INPUT))],
-                  "hr": [RegisterBlock(-1, vendor_points(CONTROLLER_HOLDING))]}
+        spaces = vendor_spaces(spec.device_type)
         controls = {"import_limit_w": Control(0, 100_000_000), "peak_shaving_enable": BOOL, "der_enable": BOOL,
                     "reset": BOOL}
         super().__init__(spec.asset_id, spec.unit_id, plant, spaces, controls, {})
@@ -792,7 +656,7 @@ class ControllerDevice(SimDevice):
                 m.fault_code = 0
 
     def info(self) -> dict[str, Any]:
-        return {"import_limit_kw": self.meter.import_limit_kw}
+        return {"import_limit_kw": self.meter.import_limit_kw, "device_type": self.spec.device_type}
 
 
 DEVICE_CLASSES: dict[str, Callable[[Any, Plant], SimDevice]] = {

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from energy_edge_base.devices import load_device_type
+
 
 class ScenarioError(ValueError):
     """The scenario name or file is unknown or invalid."""
@@ -76,6 +78,25 @@ class _DeviceBase(_Model):
     serial: str = ""
 
 
+class _VendorDeviceBase(_DeviceBase):
+    device_type: str = Field("", description=(
+        "the device type data file (energy_edge_base/devices/<type>.json) whose register map the device "
+        "serves; default: the kind's own (boiler, microgrid_controller)"))
+
+    @model_validator(mode="after")
+    def _check_device_type(self) -> _VendorDeviceBase:
+        kind = str(type(self).model_fields["kind"].default)  # the subclass's Literal
+        if not self.device_type:
+            self.device_type = kind
+        try:
+            device_type = load_device_type(self.device_type)
+        except ValueError as exc:
+            raise ValueError(f"device_type: {exc}") from None
+        if device_type.kind != kind:
+            raise ValueError(f"device_type: {self.device_type!r} describes a {device_type.kind}, not a {kind}")
+        return self
+
+
 class SolarSpec(_DeviceBase):
     """A PV inverter (SunSpec 1, 103, 120, 123)."""
 
@@ -112,7 +133,7 @@ class BatterySpec(_DeviceBase):
         return max(self.max_charge_kw, self.max_discharge_kw)
 
 
-class BoilerSpec(_DeviceBase):
+class BoilerSpec(_VendorDeviceBase):
     """An electric hot-water boiler: heater + tank (vendor map)."""
 
     kind: Literal["boiler"] = "boiler"
@@ -144,7 +165,7 @@ class BoilerSpec(_DeviceBase):
         return self
 
 
-class ControllerSpec(_DeviceBase):
+class ControllerSpec(_VendorDeviceBase):
     """The microgrid controller / site meter at the point of common coupling (vendor map)."""
 
     kind: Literal["microgrid_controller"] = "microgrid_controller"
