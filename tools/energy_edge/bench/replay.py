@@ -23,6 +23,7 @@ import numpy as np
 from controller_module.core.config import ControllerConfig
 from controller_module.core.controller import Controller
 from controller_module.core.state import BatteryView, MeterView, SiteState, SolarView
+from controller_module.core.tariff import Tariff, default_tariff
 from energy_edge.bench.data import SiteSeries
 from energy_edge.bench.plant import BatterySpec, Plant, Violations
 
@@ -39,9 +40,10 @@ class ControllerRun:
     violations: Violations
 
 
-def controller_config(battery: BatterySpec) -> ControllerConfig:
+def controller_config(battery: BatterySpec, tariff: Tariff | None = None) -> ControllerConfig:
     return ControllerConfig(
         import_limit_kw=None,
+        tariff=tariff or default_tariff(),
         limit_margin_kw=0.0,
         reserve_soc_pct=battery.soc_max_pct,
         min_soc_pct=battery.soc_min_pct,

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from controller_module.core.tariff import Bill
 from energy_edge.bench import optimum
 from energy_edge.bench.data import SiteSeries
 from energy_edge.bench.plant import BatterySpec, Plant, Violations, monthly_peaks_kw
 
 RUNS = ("baseline", "rule", "controller", "optimum")
+LP_ONLY = ("bill optimum", "demand optimum")  # billed, without a schedule kept in the result
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class BenchResult:
     controller_limit_kw: np.ndarray  # the limit the controller planned at each step
     seconds: dict[str, float]  # wall time per run
     months: list[MonthRow] = field(default_factory=list)
+    # under a tariff: the peers' schedules (besides rule, controller, optimum) and every run's bill
+    peers: dict[str, Schedule] = field(default_factory=dict)
+    tariff_name: str | None = None
+    bills: dict[str, Bill] = field(default_factory=dict)  # baseline, every run, "bill optimum", "demand optimum"
 
     def __post_init__(self) -> None:
         labels, month_of_step = self.series.month_index()
@@ -59,8 +65,37 @@ class BenchResult:
         net = self.series.net_kw
         if run == "baseline":
             return net
-        grid: np.ndarray = net - self.schedules[run].battery_kw
+        schedule = self.schedules[run] if run in self.schedules else self.peers[run]
+        grid: np.ndarray = net - schedule.battery_kw
         return grid
+
+    def peak_ratio(self, run: str) -> float | None:
+        """The monthly-peak ratio of any run, the peers' included."""
+        labels, month_of_step = self.series.month_index()
+        peaks = monthly_peaks_kw(self.grid_import_kw(run), month_of_step, len(labels))
+        reachable = sum(m.baseline_peak_kw - m.optimum_peak_kw for m in self.months)
+        if reachable <= 1e-6:
+            return None
+        return (sum(m.baseline_peak_kw for m in self.months) - float(peaks.sum())) / reachable
+
+    def bill_ratio(self, run: str) -> float | None:
+        """Share of the bill optimum's saving this run makes; None when the optimum saves nothing."""
+        if not self.bills:
+            return None
+        reachable = self.bills["baseline"].total - self.bills["bill optimum"].total
+        if reachable <= 1e-6:
+            return None
+        return (self.bills["baseline"].total - self.bills[run].total) / reachable
+
+    def demand_ratio(self, run: str) -> float | None:
+        """Share of the demand charges' optimum saving (the LP with energy free) this run makes on demand charges:
+        what peak shaving is asked to do, without the energy part of the bill (self-consumption, TOU shifting)."""
+        if "demand optimum" not in self.bills:
+            return None
+        reachable = self.bills["baseline"].demand - self.bills["demand optimum"].demand
+        if reachable <= 1e-6:
+            return None
+        return (self.bills["baseline"].demand - self.bills[run].demand) / reachable
 
     def ratio(self, run: str) -> float | None:
         """None when the optimum shaves nothing (no month has anything to gain)."""
@@ -91,6 +126,15 @@ class BenchResult:
             "violations_by_run": {name: s.violations.to_dict() for name, s in self.schedules.items()},
             "rule_threshold_kw": round(self.rule_threshold_kw, 2),
             "seconds": {name: round(s, 2) for name, s in self.seconds.items()},
+            **({"tariff": self.tariff_name, "bills": {
+                name: {"demand": round(b.demand, 2), "energy": round(b.energy, 2), "export": round(b.export, 2),
+                       "total": round(b.total, 2), "bill_ratio": _round(self.bill_ratio(name)),
+                       "demand_ratio": _round(self.demand_ratio(name)),
+                       "peak_ratio": None if name in LP_ONLY else _round(self.peak_ratio(name)),
+                       "demand_by_charge": {k: round(v, 2) for k, v in b.demand_by_charge.items()}}
+                for name, b in self.bills.items()},
+                "peer_violations": {name: s.violations.to_dict() for name, s in self.peers.items()}}
+               if self.bills else {}),
         }
 
 
@@ -137,6 +181,27 @@ def format_table(result: BenchResult) -> str:
                  f"(threshold {result.rule_threshold_kw:.1f} kW, tuned in hindsight); violations {result.violations()} "
                  + ", ".join(f"{name} {s.violations.total}" for name, s in result.schedules.items()))
     lines.append("seconds: " + ", ".join(f"{name} {s:.1f}" for name, s in result.seconds.items()))
+    if result.bills:
+        lines.append("")
+        lines.append(format_bills(result))
+    return "\n".join(lines)
+
+
+def format_bills(result: BenchResult) -> str:
+    """The bill of every run under the tariff, beside its monthly-peak ratio."""
+    base = result.bills["baseline"].total
+    lines = [f"bill under tariff {result.tariff_name!r} (saving = baseline − run; bill ratio = saving / the bill "
+             "optimum's)",
+             f"{'run':<20} {'demand':>10} {'energy':>10} {'export':>9} {'total':>10} {'saving':>9} "
+             f"{'bill ratio':>10} {'demand r.':>10} {'peak ratio':>10} {'viol.':>5}"]
+    for name, b in result.bills.items():
+        schedule = result.schedules.get(name) or result.peers.get(name)
+        violations = "" if schedule is None else str(schedule.violations.total)
+        peak = "" if name == "baseline" or name in LP_ONLY else _fmt(result.peak_ratio(name))
+        ratio = "" if name == "baseline" else _fmt(result.bill_ratio(name))
+        demand = "" if name == "baseline" else _fmt(result.demand_ratio(name))
+        lines.append(f"{name:<20} {b.demand:10.0f} {b.energy:10.0f} {b.export:9.0f} {b.total:10.0f} "
+                     f"{base - b.total:9.0f} {ratio:>10} {demand:>10} {peak:>10} {violations:>5}")
     return "\n".join(lines)
 
 

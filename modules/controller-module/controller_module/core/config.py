@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from controller_module.core.tariff import BUILT_IN, DEFAULT_TARIFF_NAME, Tariff, default_tariff, resolve
 
 AssetTypeName = Literal["solar", "battery", "boiler", "microgrid_controller"]
 
@@ -25,6 +27,12 @@ class ControllerConfig(BaseModel):
         None, ge=0, le=1_000_000,
         description=("Planned mode without history yet: a fixed threshold (the rule), kW. None: the month's peak, "
                      "shaved no faster than the batteries' energy lasts until midnight."),
+    )
+    tariff: Tariff = Field(
+        default_factory=default_tariff,
+        description=(f"How import is billed: a built-in tariff's name ({', '.join(BUILT_IN)}) or a tariff "
+                     f"object. The planned limit is its billed demand; default {DEFAULT_TARIFF_NAME!r} "
+                     "(the largest 15-minute mean import of each calendar month)."),
     )
     limit_margin_kw: float = Field(2.0, ge=0, le=10_000, description="Aim this far below the limit, kW.")
     reserve_soc_pct: float = Field(
@@ -85,6 +93,11 @@ class ControllerConfig(BaseModel):
     capability_refresh_s: float = Field(
         900.0, ge=10, le=86_400, description="Capability status is re-sent upstream at least this often, seconds."
     )
+
+    @field_validator("tariff", mode="before")
+    @classmethod
+    def _tariff_by_name(cls, value: Any) -> Any:
+        return resolve(value)
 
     @model_validator(mode="after")
     def _soc_order(self) -> ControllerConfig:

@@ -33,6 +33,7 @@ from controller_module.core.planner import (
     plan_threshold,
 )
 from controller_module.core.state import QUARTER_S, QuarterTracker, SiteState
+from controller_module.core.tariff import DemandLedger
 
 
 class Mode(str, Enum):
@@ -74,7 +75,7 @@ class Status:
     quarter_avg_kw: float | None
     month_peak_kw: float
     limit_kw: float | None
-    limit_source: str  # "twin" | "planned" | "month floor" | "rule" | "none"
+    limit_source: str  # "twin" | "planned" | "month floor" | "rule" | "outside tariff windows" | "none"
     target_kw: float | None  # what the controller aims at now (limit − margin, ≥ month peak when planned)
     margin_kw: float | None  # limit − 15-min average: how close to the limit the site runs
     battery_kw: float
@@ -107,10 +108,21 @@ class Memory:
     planned_at: dt.datetime | None = None
     month_floor_kw: float = 0.0  # hindsight threshold of the last month's quarters (see planner.py)
     month_floor_day: str = ""  # ISO date it was last computed
+    # tariff: the billed demand so far of each demand charge (built on first use, for the configured tariff)
+    ledger: DemandLedger | None = None
+    ledger_record: dict[str, Any] = field(default_factory=dict)  # restored, until the ledger is built
+    ledger_quarter_s: float | None = None  # start of the last quarter the ledger was fed
+    # tariffs whose charges count at different times: a plan and a month floor per demand charge
+    charge_thresholds_kw: list[float] | None = None
+    charge_floors_kw: list[float] = field(default_factory=list)
+    charge_floor_day: str = ""
 
     def to_record(self) -> dict[str, Any]:
-        return {"quarters": self.quarters.to_record(), "history": self.history.to_record(),
-                "month_floor": {"kw": self.month_floor_kw, "day": self.month_floor_day}}
+        record = {"quarters": self.quarters.to_record(), "history": self.history.to_record(),
+                  "month_floor": {"kw": self.month_floor_kw, "day": self.month_floor_day}}
+        if self.ledger is not None:
+            record["tariff_ledger"] = self.ledger.to_record()
+        return record
 
     def restore(self, record: dict[str, Any]) -> None:
         self.quarters.restore(record.get("quarters", {}))
@@ -120,6 +132,7 @@ class Memory:
         floor = record.get("month_floor", {})
         self.month_floor_kw = float(floor.get("kw", 0.0))
         self.month_floor_day = str(floor.get("day", ""))
+        self.ledger, self.ledger_record = None, dict(record.get("tariff_ledger", {}))
 
 
 PLAN_EVERY = dt.timedelta(minutes=15)
@@ -288,6 +301,11 @@ class Controller:
         cfg, mem = self.config, self.memory
         if cfg.import_limit_kw is not None:
             return cfg.import_limit_kw, "twin"
+        billed_kw = self._billed_kw(now)
+        if self._charges_differ():
+            by_charge = self._limit_by_charge(now, g_now, batteries, units)
+            if by_charge is not None:
+                return by_charge
         if mem.planned_at is None or now - mem.planned_at >= PLAN_EVERY:
             mem.planned_at = now
             start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
@@ -295,22 +313,111 @@ class Controller:
             if forecast is not None and units:
                 forecast[0] = g_now  # the present is known
                 mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
-                                                          repeats=PLAN_REPEATS)
+                                                          repeats=PLAN_REPEATS,
+                                                          active=self._billed_quarters(start, len(forecast)))
+        if billed_kw is None:
+            return None, "outside tariff windows"  # nothing is billed now: no limit, the battery refills freely
         if mem.planned_threshold_kw is not None:
             floor_kw = MONTH_FLOOR_SHARE * self._month_floor(now, batteries, units)
-            limit_kw = max(mem.planned_threshold_kw, mem.quarters.month_peak_kw)
+            limit_kw = max(mem.planned_threshold_kw, billed_kw)
             return (limit_kw, "planned") if limit_kw >= floor_kw else (floor_kw, "month floor")
-        # no history yet: the rule (OpenEMS style) with a fixed threshold, never below the month's peak;
+        # no history yet: the rule (OpenEMS style) with a fixed threshold, never below what is billed already;
         # recharging happens below it within the headroom, as in every mode
         if cfg.rule_threshold_kw is not None:
-            return max(cfg.rule_threshold_kw, mem.quarters.month_peak_kw), "rule"
-        if mem.quarters.month_peak_kw > 0:
-            # hold the month's peak, but shave no faster than the batteries can keep up until midnight: a peak
+            return max(cfg.rule_threshold_kw, billed_kw), "rule"
+        # (with a tariff other than the default, also while nothing is billed yet: a window's first quarter of
+        # the year is in the day, and refilling without a limit there billed 210 kW where 189 were the load)
+        if billed_kw > 0 or (units and not cfg.tariff.is_monthly_all_hours):
+            # hold the billed peak, but shave no faster than the batteries can keep up until midnight: a peak
             # set overnight, held through the morning's ramp, emptied the battery by noon on the first day
             if not units:
-                return mem.quarters.month_peak_kw, "rule"
-            return max(mem.quarters.month_peak_kw, g_now - self._sustainable_kw(now, batteries, units)), "rule"
+                return billed_kw, "rule"
+            return max(billed_kw, g_now - self._sustainable_kw(now, batteries, units)), "rule"
         return None, "none"
+
+    # ------------------------------------------------------------ the tariff (core/tariff.py)
+
+    def _billed_kw(self, now: dt.datetime) -> float | None:
+        """The import up to which nothing more is billed now: the tariff's billed demand so far (the month's
+        peak for the default tariff, as the quarter tracker keeps it); None when no demand charge counts now."""
+        mem, tariff = self.memory, self.config.tariff
+        if tariff.is_monthly_all_hours:
+            return mem.quarters.month_peak_kw
+        if mem.ledger is None or mem.ledger.tariff != tariff:
+            mem.ledger = DemandLedger.from_record(tariff, mem.ledger_record)
+            mem.ledger_quarter_s = mem.quarters.completed[-1][0] if mem.quarters.completed else None
+        for start_s, mean_kw in mem.quarters.completed[-8:]:  # the quarters completed since the last cycle
+            if mem.ledger_quarter_s is None or start_s > mem.ledger_quarter_s:
+                mem.ledger.add_quarter(dt.datetime.fromtimestamp(start_s, now.tzinfo), mean_kw, QUARTER_S)
+                mem.ledger_quarter_s = start_s
+        # the quarter under way counts already: a new period starts with nothing billed
+        return mem.ledger.free_kw(now)
+
+    def _charges_differ(self) -> bool:
+        """Do the tariff's demand charges count at different times (on-peak beside all-hours, §19 windows)?"""
+        charges = self.config.tariff.demand_charges
+        return len({c.windows for c in charges}) > 1
+
+    def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
+                         ) -> tuple[float | None, str] | None:
+        """Each charge planned over its own quarters (refilling outside them), never below what it bills already
+        or below its share of the month floor; the limit now is the lowest of the charges counting now: an
+        on-peak window is held lower than the all-hours peak. None until there is a plan (then the common
+        path's cold start applies)."""
+        mem, charges = self.memory, self.config.tariff.demand_charges
+        if mem.planned_at is None or now - mem.planned_at >= PLAN_EVERY:
+            mem.planned_at = now
+            start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+            forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
+            if forecast is not None and units:
+                forecast[0] = g_now  # the present is known
+                times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
+                envelope = self._envelope(batteries, units)
+                mem.charge_thresholds_kw = [
+                    plan_threshold(forecast, envelope, repeats=PLAN_REPEATS,
+                                   active=[c.counts_at(t) for t in times] if c.windows else None)
+                    for c in charges]
+        if mem.charge_thresholds_kw is None or mem.ledger is None:
+            return None
+        floors = self._charge_floors(now, batteries, units)
+        best: tuple[float, str] | None = None
+        for i, charge in enumerate(charges):
+            if not charge.counts_at(now):
+                continue
+            planned_kw = max(mem.charge_thresholds_kw[i], mem.ledger.billed_kw(i, now))
+            floor_kw = MONTH_FLOOR_SHARE * floors[i] if i < len(floors) else 0.0
+            candidate = (planned_kw, "planned") if planned_kw >= floor_kw else (floor_kw, "month floor")
+            if best is None or candidate[0] < best[0]:
+                best = candidate
+        return (None, "outside tariff windows") if best is None else best
+
+    def _charge_floors(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> list[float]:
+        """Per charge, the month floor over its own quarters of the last month (once a day)."""
+        mem = self.memory
+        day = now.date().isoformat()
+        if day == mem.charge_floor_day or not units:
+            return mem.charge_floors_kw
+        mem.charge_floor_day = day
+        loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed
+        if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
+            past_net_kw = [load - pv for (_, load), (_, pv) in zip(loads, pvs, strict=True)]
+            times = [dt.datetime.fromtimestamp(start_s, now.tzinfo) for start_s, _ in loads]
+            envelope = self._envelope(batteries, units)
+            mem.charge_floors_kw = [
+                hindsight_threshold(past_net_kw, envelope, active=[c.counts_at(t) for t in times] if c.windows
+                                    else None)
+                for c in self.config.tariff.demand_charges]
+        return mem.charge_floors_kw
+
+    def _billed_quarters(self, start: dt.datetime, quarters: int) -> list[bool] | None:
+        """Which of the quarters from `start` on bill demand (None: all of them, as without time windows)."""
+        return self._billed_at([start + dt.timedelta(seconds=k * QUARTER_S) for k in range(quarters)])
+
+    def _billed_at(self, times: list[dt.datetime]) -> list[bool] | None:
+        tariff = self.config.tariff
+        if all(not c.windows for c in tariff.demand_charges):
+            return None
+        return [tariff.demand_counts_at(t) for t in times]
 
     def _envelope(self, batteries: list[Any], units: list[Unit]) -> BatteryEnvelope:
         """The site's batteries as one, for day-long plans: the ratings (the taper near floor and ceiling is a
@@ -339,7 +446,8 @@ class Controller:
         loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed  # the same quarters, a month of them
         if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
             past_net_kw = [load - pv for (_, load), (_, pv) in zip(loads, pvs, strict=True)]
-            mem.month_floor_kw = hindsight_threshold(past_net_kw, self._envelope(batteries, units))
+            active = self._billed_at([dt.datetime.fromtimestamp(start_s, now.tzinfo) for start_s, _ in loads])
+            mem.month_floor_kw = hindsight_threshold(past_net_kw, self._envelope(batteries, units), active=active)
         return mem.month_floor_kw
 
     def _balancing(self, g_free: float, units: list[Unit], dt_s: float, peak_need: float, now: dt.datetime

@@ -188,10 +188,17 @@ class BatteryEnvelope:
     discharge_efficiency: float = 0.95
 
 
-def holds(threshold_kw: float, net_kw: list[float], battery: BatteryEnvelope, step_h: float = 0.25) -> bool:
-    """Can the battery keep import ≤ threshold over `net_kw`, recharging below it?"""
+def holds(threshold_kw: float, net_kw: list[float], battery: BatteryEnvelope, step_h: float = 0.25,
+          active: list[bool] | None = None) -> bool:
+    """Can the battery keep import ≤ threshold over `net_kw`, recharging below it?
+
+    `active` (default: every step) marks the steps in which demand is billed; in the others the threshold
+    does not apply and the battery refills at its full rating."""
     energy = battery.energy_kwh
-    for load in net_kw:
+    for k, load in enumerate(net_kw):
+        if active is not None and not active[k]:
+            energy = min(battery.capacity_kwh, energy + battery.max_charge_kw * step_h * battery.charge_efficiency)
+            continue
         excess = load - threshold_kw
         if excess > 0:
             if excess > battery.max_discharge_kw + 1e-9:
@@ -205,26 +212,35 @@ def holds(threshold_kw: float, net_kw: list[float], battery: BatteryEnvelope, st
     return True
 
 
-def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: float = 0.5, repeats: int = 1
-                   ) -> float:
+def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: float = 0.5, repeats: int = 1,
+                   active: list[bool] | None = None) -> float:
     """The lowest threshold the battery can hold over the forecast (bisection; holds() is monotone in T).
 
     `repeats` > 1 plans as if the forecast came that many times in a row: the battery must end it able to do
-    it again, instead of being spent by the horizon's end as if nothing followed."""
+    it again, instead of being spent by the horizon's end as if nothing followed. `active` marks the steps in
+    which demand is billed (default: all); only those are held under the threshold."""
     net_kw = list(net_kw) * repeats
-    high = max(net_kw)
-    low = max(0.0, high - battery.max_discharge_kw, min(net_kw))
-    if holds(low, net_kw, battery):
+    mask = None if active is None else list(active) * repeats
+    billed = net_kw if mask is None else [x for x, on in zip(net_kw, mask, strict=True) if on]
+    if not billed:
+        return 0.0
+    high = max(billed)
+    # never below the lowest load of the horizon (unchanged from before windows); within a short window of
+    # billed steps, though, the battery may well hold a level below all of them
+    low = max(0.0, high - battery.max_discharge_kw, min(billed) if mask is None else 0.0)
+    if holds(low, net_kw, battery, active=mask):
         return low
     while high - low > tolerance_kw:
         middle = (low + high) / 2
-        if holds(middle, net_kw, battery):
+        if holds(middle, net_kw, battery, active=mask):
             high = middle
         else:
             low = middle
     return high
 
 
-def hindsight_threshold(past_net_kw: list[float], battery: BatteryEnvelope) -> float:
-    """The lowest threshold a battery starting full could have held over quarters that have happened."""
-    return plan_threshold(past_net_kw, replace(battery, energy_kwh=battery.capacity_kwh))
+def hindsight_threshold(past_net_kw: list[float], battery: BatteryEnvelope, active: list[bool] | None = None
+                        ) -> float:
+    """The lowest threshold a battery starting full could have held over quarters that have happened (over the
+    `active` ones, where demand is billed; default all)."""
+    return plan_threshold(past_net_kw, replace(battery, energy_kwh=battery.capacity_kwh), active=active)
