@@ -306,15 +306,12 @@ class Controller:
             by_charge = self._limit_by_charge(now, g_now, batteries, units)
             if by_charge is not None:
                 return by_charge
-        if mem.planned_at is None or now - mem.planned_at >= PLAN_EVERY:
-            mem.planned_at = now
-            start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
-            forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
-            if forecast is not None and units:
-                forecast[0] = g_now  # the present is known
-                mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
-                                                          repeats=PLAN_REPEATS,
-                                                          active=self._billed_quarters(start, len(forecast)))
+        planning = self._due_forecast(now, g_now, units)
+        if planning is not None:
+            start, forecast = planning
+            mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
+                                                      repeats=PLAN_REPEATS,
+                                                      active=self._billed_quarters(start, len(forecast)))
         if billed_kw is None:
             return None, "outside tariff windows"  # nothing is billed now: no limit, the battery refills freely
         if mem.planned_threshold_kw is not None:
@@ -358,6 +355,21 @@ class Controller:
         charges = self.config.tariff.demand_charges
         return len({c.windows for c in charges}) > 1
 
+    def _due_forecast(self, now: dt.datetime, g_now: float, units: list[Unit]
+                      ) -> tuple[dt.datetime, list[float]] | None:
+        """(start of this quarter, the forecast from it) when a plan is due (every PLAN_EVERY), else None; the
+        forecast's first quarter is the present, which is known."""
+        mem = self.memory
+        if mem.planned_at is not None and now - mem.planned_at < PLAN_EVERY:
+            return None
+        mem.planned_at = now
+        start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+        forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
+        if forecast is None or not units:
+            return None
+        forecast[0] = g_now
+        return start, forecast
+
     def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
                          ) -> tuple[float | None, str] | None:
         """Each charge planned over its own quarters (refilling outside them), never below what it bills already
@@ -365,18 +377,15 @@ class Controller:
         on-peak window is held lower than the all-hours peak. None until there is a plan (then the common
         path's cold start applies)."""
         mem, charges = self.memory, self.config.tariff.demand_charges
-        if mem.planned_at is None or now - mem.planned_at >= PLAN_EVERY:
-            mem.planned_at = now
-            start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
-            forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
-            if forecast is not None and units:
-                forecast[0] = g_now  # the present is known
-                times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
-                envelope = self._envelope(batteries, units)
-                mem.charge_thresholds_kw = [
-                    plan_threshold(forecast, envelope, repeats=PLAN_REPEATS,
-                                   active=[c.counts_at(t) for t in times] if c.windows else None)
-                    for c in charges]
+        planning = self._due_forecast(now, g_now, units)
+        if planning is not None:
+            start, forecast = planning
+            times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
+            envelope = self._envelope(batteries, units)
+            mem.charge_thresholds_kw = [
+                plan_threshold(forecast, envelope, repeats=PLAN_REPEATS,
+                               active=[c.counts_at(t) for t in times] if c.windows else None)
+                for c in charges]
         if mem.charge_thresholds_kw is None or mem.ledger is None:
             return None
         floors = self._charge_floors(now, batteries, units)
