@@ -20,6 +20,7 @@ from msrest.exceptions import HttpOperationError
 
 from energy_edge.hub import identity
 from energy_edge.hub.store import query_upstream
+from energy_edge.service import ServiceClient
 from tests.conftest import FIXTURES
 from tests.support import ENERGY_EDGE, REPO, HubProcess, module_client, registry_manager
 
@@ -320,6 +321,13 @@ async def test_emulator_restart_clients_reconnect_and_resume(tmp_path: Path) -> 
         async with connected(hub, "probeB", inbox), connected(hub, "probeA") as sender:
             await sender.send_message_to_output(json_message({"n": 1}, alert="yes"), "out1")
             assert json.loads((await inbox.get()).data) == {"n": 1}
+            # QoS 1 is at-least-once: a message whose PUBACK the hub has not processed yet is delivered again
+            # after a restart. Stop only once the hub has removed it from its queue, so a second delivery of
+            # n=1 below would be a real duplicate.
+            admin = ServiceClient.from_hub_json(hub.hub_json)
+            deadline = time.monotonic() + 10
+            while admin.call("GET", "/admin/status")[1]["queue_depth"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             assert hub.stop() == 0
             hub.start()
             # Both clients reconnect by themselves; the session (subscriptions) survived the restart.
