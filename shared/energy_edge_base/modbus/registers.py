@@ -210,6 +210,12 @@ class Register(BaseModel):
             return self.length
         return _FIXED[self.data_type][0]
 
+    def raw_range(self) -> tuple[int, int]:
+        """The lowest and highest raw integer the data type holds (strings and float32 have none)."""
+        if self.data_type not in _INT_RANGES:
+            raise RegisterValueError(f"{self.name}: {self.data_type} has no integer range")
+        return _INT_RANGES[self.data_type]
+
     @property
     def end_address(self) -> int:
         """First address after the register."""

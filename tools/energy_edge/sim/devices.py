@@ -15,7 +15,7 @@ import math
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -52,6 +52,9 @@ class Point:
     sf: str | None = None
     units: str = ""
     doc: str = ""
+    # A vendor data file's register: its own data type, word order and scale encode the point, so a map in
+    # any type the codec knows (float32, low word first, ...) needs no code here. None for SunSpec points.
+    register: Register | None = field(default=None, compare=False)
 
     @property
     def writable(self) -> bool:
@@ -108,6 +111,8 @@ def _codec(point_type: str, size: int) -> Register:
 
 def encode(point: Point, value: Any, sfs: Mapping[str, Any], codec: Register | None = None) -> list[int]:
     """The registers for `value` (None = not implemented), saturating at the type's range."""
+    if point.register is not None:
+        return _encode_vendor(point.register, value)
     t = point.type
     codec = codec or _codec(t, point.size)
     if t == "string":
@@ -129,8 +134,21 @@ def encode(point: Point, value: Any, sfs: Mapping[str, Any], codec: Register | N
     return codec.encode_raw(raw)
 
 
+def _encode_vendor(register: Register, value: Any) -> list[int]:
+    """A data file register's words for `value`, saturating integers at the type's range as a device does."""
+    if value is None:
+        return [0] * register.word_count
+    raw = float(value) / register.scale
+    if register.data_type == "float32":
+        return register.encode_raw(raw)
+    low, high = register.raw_range()
+    return register.encode_raw(max(low, min(round(raw), high)))
+
+
 def decode(point: Point, regs: list[int], sfs: Mapping[str, Any]) -> Any:
     """The engineering value of `regs` (None if they hold the not-implemented pattern)."""
+    if point.register is not None:
+        return point.register.decode(regs)
     t = point.type
     if t == "string":
         return struct.pack(f">{len(regs)}H", *regs).rstrip(b"\0").decode("ascii", "replace")
@@ -151,7 +169,7 @@ class RegisterBlock:
         self.size = end - self.start
         self.regs = [0] * self.size
         self.at: list[Point | None] = [None] * self.size
-        self.codecs = [_codec(p.type, p.size) for p in self.points]
+        self.codecs = [p.register or _codec(p.type, p.size) for p in self.points]
         self.encoded: list[tuple[Any, Any] | None] = [None] * len(self.points)  # (value, sf) last encoded
         for p in self.points:
             for i in range(p.size):
@@ -279,9 +297,11 @@ CONTROLLER_INPUT = vendor_rows("microgrid_controller", "input")
 CONTROLLER_HOLDING = vendor_rows("microgrid_controller", "holding")
 
 
-def vendor_points(rows: list[VendorRow]) -> list[Point]:
-    return [Point(name, addr, typ, _SIZES[typ], access, scale, units=units, doc=doc)
-            for addr, name, typ, scale, access, units, doc in rows]
+def vendor_points(device_type: str, table: str) -> list[Point]:
+    """The points of one table of a device type's data file, each encoded by its own register."""
+    return [Point(r.name, r.address, r.data_type, r.word_count, r.access.upper(), r.scale, units=r.unit,
+                  doc=r.description, register=r)
+            for r in load_device_type(device_type).registers if r.table == table]
 
 
 def vendor_spaces(device_type: str) -> dict[str, list[RegisterBlock]]:
@@ -292,9 +312,9 @@ def vendor_spaces(device_type: str) -> dict[str, list[RegisterBlock]]:
     """
     spaces: dict[str, list[RegisterBlock]] = {}
     for space, table in (("ir", "input"), ("hr", "holding")):
-        rows = vendor_rows(device_type, table)
-        if rows:
-            spaces[space] = [RegisterBlock(-1, vendor_points(rows))]
+        points = vendor_points(device_type, table)
+        if points:
+            spaces[space] = [RegisterBlock(-1, points)]
     return spaces
 
 
