@@ -24,7 +24,7 @@ def _doc(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_shipped_device_types() -> None:
-    assert device_type_names() == ["boiler", "boiler_nordvarme", "microgrid_controller"]
+    assert device_type_names() == ["boiler", "boiler_float32", "boiler_nordvarme", "microgrid_controller"]
 
 
 @pytest.mark.parametrize("name", device_type_names())
