@@ -25,6 +25,14 @@ from controller_module.core.allocation import Unit, derated_limits, energy_limit
 from controller_module.core.capability import CapabilityState, SourceReading, combine
 from controller_module.core.config import ControllerConfig
 from controller_module.core.constraints import Interval
+from controller_module.core.flexibility import (
+    BoilerCommand,
+    BoilerMode,
+    boiler_commands,
+    curtailment,
+    normal,
+    soaking_kw,
+)
 from controller_module.core.planner import LimitPlanner, LoadHistory
 from controller_module.core.state import QUARTER_S, QuarterTracker, SiteState
 from controller_module.core.tariff import DemandLedger
@@ -36,19 +44,6 @@ class Mode(str, Enum):
     PEAK_SHAVING = "peak_shaving"
     BALANCING = "balancing"
     IDLE = "idle"
-
-
-class BoilerMode(str, Enum):
-    NORMAL = "normal"  # its own thermostat at the normal setpoint, full power
-    SOAK = "soak"  # heat with PV surplus up to the soak setpoint, at a power limit
-    HOLD = "hold"  # heater off during a peak
-
-
-@dataclass(frozen=True)
-class BoilerCommand:
-    mode: BoilerMode
-    power_kw: float  # heater power limit (SOAK), rating (NORMAL), 0 (HOLD)
-    setpoint_c: float
 
 
 @dataclass(frozen=True)
@@ -167,7 +162,7 @@ class Controller:
         p_now = sum(b.power_kw for b in batteries)
         heat_now = -site.boiler_power_kw
         g = meter.grid_import_kw + p_now
-        g_flex = g - self._soaking_kw(site, heat_now)
+        g_flex = g - soaking_kw(self.config, site, heat_now)
         mem.quarters.add(now, meter.grid_import_kw)
         pv_now = sum(s.power_kw for s in site.solars if s.online)
         self.planner.learn(now, g + pv_now, pv_now)
@@ -209,8 +204,8 @@ class Controller:
         # the billing quarter holds the import expected with the new setpoints, not the reading taken before
         mem.quarters.revise(meter.grid_import_kw + p_now - p_total)
         headroom_kw = float("inf") if target_kw is None else target_kw - (g_flex - p_total)
-        boilers, soak_kw = self._boilers(site, g_flex - p_total, headroom_kw)
-        solar = self._curtail(site, g_flex + soak_kw - p_total)
+        boilers, soak_kw = boiler_commands(cfg, site, g_flex - p_total, headroom_kw)
+        solar = curtailment(cfg, site, g_flex + soak_kw - p_total)
 
         mode = self._mode(site_dispatch is not None or bool(fixed), peak_need > 0, p_total)
         status = self._status(site, mode, _reason(mode, box), limit_kw, limit_source, target_kw, p_total, box)
@@ -238,21 +233,11 @@ class Controller:
     def _fail_safe(self, site: SiteState, why: str) -> Decision:
         self.memory.balance_kw, self.memory.balance_direction = 0.0, 0
         hold = {b.asset_id: 0.0 for b in site.batteries if b.online}
-        boilers = {b.asset_id: self._normal(b) for b in site.boilers if b.online}
+        boilers = {b.asset_id: normal(self.config, b) for b in site.boilers if b.online}
         solar: dict[str, float | None] = {s.asset_id: None for s in site.solars if s.online}
         status = self._status(site, Mode.FAIL_SAFE, why, self.config.import_limit_kw,
                               "twin" if self.config.import_limit_kw is not None else "none", None, 0.0, None)
         return Decision(hold, solar, boilers, status)
-
-    def _is_soaking(self, boiler: Any) -> bool:
-        """Heating above the normal setpoint band is ours to move; below it the boiler heats on its own."""
-        temp = boiler.water_temp_c
-        return bool(boiler.online and temp is not None and temp > self.config.boiler_normal_setpoint_c + 1)
-
-    def _soaking_kw(self, site: SiteState, heat_now: float) -> float:
-        """Heating that is ours to move (left out of the import the batteries answer for)."""
-        soaking = sum(-b.power_kw for b in site.boilers if self._is_soaking(b))
-        return min(soaking, heat_now)
 
     def _unit_limits(self, b: Any, cycle_s: float) -> tuple[float, float]:
         """(charge, discharge) the unit can do now: rating tapered near floor and ceiling, and what one more
@@ -316,57 +301,6 @@ class Controller:
         elif now - mem.idle_since > REVERSAL_MEMORY:
             mem.balance_direction = 0
         return wanted
-
-    def _normal(self, boiler: Any) -> BoilerCommand:
-        return BoilerCommand(BoilerMode.NORMAL, boiler.rated_kw or 0.0, self.config.boiler_normal_setpoint_c)
-
-    def _boilers(self, site: SiteState, import_after_batteries: float, headroom_kw: float
-                 ) -> tuple[dict[str, BoilerCommand], float]:
-        """Soak up the surplus the batteries leave; hold off when heating would push import past the
-        target, unless the water is too cold. Hold and release use the same test (would the heater's
-        full power fit under the target?), so a boiler does not toggle as its own draw comes and goes."""
-        cfg = self.config
-        commands: dict[str, BoilerCommand] = {}
-        surplus = max(0.0, -import_after_batteries)
-        soak_total = 0.0
-        for b in site.boilers:
-            if not b.online or b.age_s > cfg.asset_stale_s:
-                continue
-            temp = b.water_temp_c
-            low = b.min_temp_c if b.min_temp_c is not None else cfg.boiler_normal_setpoint_c - 10
-            soak_setpoint = min(cfg.boiler_soak_setpoint_c, b.max_temp_c or cfg.boiler_soak_setpoint_c)
-            own_draw = max(0.0, -b.power_kw)
-            if headroom_kw + own_draw < (b.rated_kw or 0.0) and temp is not None and temp > low + 1:
-                commands[b.asset_id] = BoilerCommand(BoilerMode.HOLD, 0.0, cfg.boiler_normal_setpoint_c)
-            elif cfg.boiler_enabled and surplus > cfg.deadband_kw and temp is not None and temp < soak_setpoint - 1:
-                # a boiler heating on its own thermostat is already in the import: only the extra counts
-                already = 0.0 if self._is_soaking(b) else own_draw
-                power = round(min(b.rated_kw or 0.0, surplus + already), 1)
-                extra = max(0.0, power - already)
-                surplus -= extra
-                soak_total += extra
-                commands[b.asset_id] = BoilerCommand(BoilerMode.SOAK, power, soak_setpoint)
-            else:
-                commands[b.asset_id] = self._normal(b)
-        return commands, soak_total
-
-    def _curtail(self, site: SiteState, import_after_all: float) -> dict[str, float | None]:
-        """PV output limits: only when export would still exceed the limit (split by rating)."""
-        cfg = self.config
-        solars = [s for s in site.solars if s.online and s.age_s <= cfg.asset_stale_s]
-        if cfg.max_export_kw is None or not solars:
-            return {s.asset_id: None for s in solars}
-        excess = -import_after_all - cfg.max_export_kw  # > 0: too much export
-        curtailed = any(s.limit_pct is not None and s.limit_pct < 100 for s in solars)
-        if excess <= 0 and not curtailed:
-            return {s.asset_id: None for s in solars}
-        pv_now = sum(max(0.0, s.power_kw) for s in solars)
-        rated = [s.rated_kw or max(s.power_kw, 1.0) for s in solars]
-        total_limit = pv_now - excess
-        if total_limit >= sum(rated) - 1e-6:
-            return {s.asset_id: None for s in solars}
-        total_limit = max(0.0, total_limit)
-        return {s.asset_id: round(total_limit * r / sum(rated), 2) for s, r in zip(solars, rated, strict=True)}
 
     def _mode(self, dispatched: bool, peak_active: bool, p_total: float) -> Mode:
         if dispatched:
