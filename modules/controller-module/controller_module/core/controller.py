@@ -17,7 +17,7 @@ if export still exceeds the limit after batteries and boilers.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -25,6 +25,13 @@ from controller_module.core.allocation import Unit, derated_limits, energy_limit
 from controller_module.core.capability import CapabilityState, SourceReading, combine
 from controller_module.core.config import ControllerConfig
 from controller_module.core.constraints import Interval
+from controller_module.core.dispatch import (
+    Dispatch,
+    DispatchOutcome,
+    NotDispatchable,
+    override_boilers,
+    override_solar,
+)
 from controller_module.core.flexibility import (
     BoilerCommand,
     BoilerMode,
@@ -34,7 +41,7 @@ from controller_module.core.flexibility import (
     soaking_kw,
 )
 from controller_module.core.planner import LimitPlanner, LoadHistory
-from controller_module.core.state import QUARTER_S, QuarterTracker, SiteState
+from controller_module.core.state import QUARTER_S, BatteryView, MeterView, QuarterTracker, SiteState
 from controller_module.core.tariff import DemandLedger
 
 
@@ -44,15 +51,6 @@ class Mode(str, Enum):
     PEAK_SHAVING = "peak_shaving"
     BALANCING = "balancing"
     IDLE = "idle"
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """An operator's override: `asset_id` None = the whole site's batteries."""
-
-    power_kw: float
-    until: dt.datetime
-    asset_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,23 @@ class Decision:
     status: Status
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What a cycle reads from the site, in the quantities the priorities are written in."""
+
+    batteries: list[BatteryView]  # under control: online, no fault, fresh, SOC known
+    p_now: float  # their power now, kW, + discharge
+    g_flex: float  # import without these batteries and without the heating that is ours to move, kW
+
+
+@dataclass(frozen=True)
+class Aim:
+    limit_kw: float | None
+    limit_source: str
+    target_kw: float | None  # what the controller aims at in this quarter
+    peak_need_kw: float  # the discharge the free batteries owe the target (−inf: no peak to shave)
+
+
 @dataclass
 class Memory:
     """What the controller carries from cycle to cycle (and persists across restarts)."""
@@ -92,7 +107,8 @@ class Memory:
     balance_direction: int = 0  # last balancing direction: −1 charging, +1 discharging, 0 none
     idle_since: dt.datetime | None = None
     last_time: dt.datetime | None = None
-    dispatches: list[Dispatch] = field(default_factory=list)
+    dispatches: list[Dispatch] = field(default_factory=list)  # the site's and single batteries'
+    overrides: dict[str, Dispatch] = field(default_factory=dict)  # solar and boiler dispatch, by asset id
     planned_threshold_kw: float | None = None
     planned_at: dt.datetime | None = None
     month_floor_kw: float = 0.0  # hindsight threshold of the last month's quarters (see planner.py)
@@ -146,70 +162,131 @@ class Controller:
     # ------------------------------------------------------------ the cycle
 
     def step(self, site: SiteState) -> Decision:
+        """One cycle: read the site, guard (a meter to believe), compute the site battery power by priority and
+        its split, then the boilers and PV, and hand out the decision the module writes."""
         cfg, mem = self.config, self.memory
         now = site.now
         dt_s = (now - mem.last_time).total_seconds() if mem.last_time else cfg.cycle_s
         mem.last_time = now
-        mem.dispatches = [d for d in mem.dispatches if d.until > now]
+        self._expire_dispatches(now)
 
         meter = site.meter
         if meter is None or not meter.online or meter.age_s > cfg.meter_stale_s:
             return self._fail_safe(site, _meter_problem(meter, cfg.meter_stale_s))
-
-        # read: import without batteries and without discretionary (soaking) heating
-        batteries = [b for b in site.batteries
-                     if b.online and b.fault is None and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
-        p_now = sum(b.power_kw for b in batteries)
-        heat_now = -site.boiler_power_kw
-        g = meter.grid_import_kw + p_now
-        g_flex = g - soaking_kw(self.config, site, heat_now)
-        mem.quarters.add(now, meter.grid_import_kw)
-        pv_now = sum(s.power_kw for s in site.solars if s.online)
-        self.planner.learn(now, g + pv_now, pv_now)
+        read = self._read(site, meter)
 
         # per-asset dispatch: those units are fixed and leave the automatic allocation
-        fixed = {d.asset_id: d.power_kw for d in mem.dispatches if d.asset_id}
-        free = [b for b in batteries if b.asset_id not in fixed]
+        fixed_kw = {b.asset_id: self._clamp_unit(b, d.power_kw, dt_s)
+                    for b in read.batteries for d in mem.dispatches if d.asset_id == b.asset_id}
+        free = [b for b in read.batteries if b.asset_id not in fixed_kw]
         units = self._units(free, dt_s)
-        p_fixed = sum(self._clamp_unit(b, fixed[b.asset_id], dt_s) for b in batteries if b.asset_id in fixed)
+        p_fixed = sum(fixed_kw.values())
+        g_free = read.g_flex - p_fixed  # the import the free batteries answer for
 
-        # guard + compute: narrow the interval by priority
+        # the site battery power: each priority narrows the interval (core/constraints.py)
         box = Interval(-sum(u.max_charge_kw for u in units), sum(u.max_discharge_kw for u in units))
         box.trace.append(("safety", box.low, box.high))
         site_dispatch = next((d for d in mem.dispatches if d.asset_id is None), None)
         if site_dispatch:
             box.exactly(site_dispatch.power_kw - p_fixed, "dispatch")
-        limit_kw, limit_source = self.planner.limit(now, g_flex, free, units)
-        target_kw = None
-        peak_need = float("-inf")
-        if cfg.peak_shaving_enabled and limit_kw is not None:
-            target_kw = self._quarter_target(limit_kw - cfg.limit_margin_kw)
-            peak_need = g_flex - p_fixed - target_kw
-            box.at_least(peak_need, "peak_shaving")
+        aim = self._aim(now, read.g_flex, g_free, free, units)
+        if aim.target_kw is not None:
+            box.at_least(aim.peak_need_kw, "peak_shaving")
         if cfg.max_export_kw is not None:
-            box.at_most(g_flex - p_fixed + cfg.max_export_kw, "export_limit")
-        wanted = self._balancing(g_flex - p_fixed, units, dt_s, peak_need, now)
-        p_free = box.pick(wanted)
+            box.at_most(g_free + cfg.max_export_kw, "export_limit")
+        p_free = box.pick(self._balancing(g_free, units, dt_s, aim.peak_need_kw, now))
         mem.balance_kw = p_free
 
-        # write: allocation, boilers, PV
-        setpoints = split(p_free, units, cfg.min_soc_pct, cfg.max_soc_pct)
-        for b in batteries:
-            if b.asset_id in fixed:
-                setpoints[b.asset_id] = self._clamp_unit(b, fixed[b.asset_id], dt_s)
-        for b in site.batteries:  # a faulted battery takes no share; it is asked to hold (and so retried)
-            if b.online and b.fault is not None:
-                setpoints.setdefault(b.asset_id, 0.0)
+        # the decision: the split, the boilers with what the batteries leave, PV only past the export limit
+        setpoints = self._allocate(site, p_free, units, fixed_kw)
         p_total = sum(setpoints.values())
         # the billing quarter holds the import expected with the new setpoints, not the reading taken before
-        mem.quarters.revise(meter.grid_import_kw + p_now - p_total)
-        headroom_kw = float("inf") if target_kw is None else target_kw - (g_flex - p_total)
-        boilers, soak_kw = boiler_commands(cfg, site, g_flex - p_total, headroom_kw)
-        solar = curtailment(cfg, site, g_flex + soak_kw - p_total)
+        mem.quarters.revise(meter.grid_import_kw + read.p_now - p_total)
+        headroom_kw = float("inf") if aim.target_kw is None else aim.target_kw - (read.g_flex - p_total)
+        boilers, soak_kw = boiler_commands(cfg, site, read.g_flex - p_total, headroom_kw)
+        solar = curtailment(cfg, site, read.g_flex + soak_kw - p_total)
 
-        mode = self._mode(site_dispatch is not None or bool(fixed), peak_need > 0, p_total)
-        status = self._status(site, mode, _reason(mode, box), limit_kw, limit_source, target_kw, p_total, box)
-        return Decision(setpoints, solar, boilers, status)
+        dispatched = site_dispatch is not None or any(d.asset_id for d in mem.dispatches)
+        mode = self._mode(dispatched, aim.peak_need_kw > 0, p_total)
+        status = self._status(site, mode, _reason(mode, box), aim.limit_kw, aim.limit_source, aim.target_kw,
+                              p_total, box)
+        return self._operator_overrides(Decision(setpoints, solar, boilers, status))
+
+    def dispatch(self, order: Dispatch, asset_type: str | None, site: SiteState) -> DispatchOutcome:
+        """Take an operator's dispatch (in place of the same target's earlier one) and say what it does now.
+
+        `asset_type` is the dispatched asset's type (None: the site's batteries, `order.asset_id` None). A site
+        dispatch is split across the batteries online as the allocation would split it; NotDispatchable for a
+        meter."""
+        mem = self.memory
+        if order.asset_id is None:
+            units = self._units([b for b in site.batteries if b.online and b.soc_pct is not None])
+            shares = split(order.power_kw, units, self.config.min_soc_pct, self.config.max_soc_pct)
+            applied_kw = round(sum(shares.values()), 3)
+            mem.dispatches = [d for d in mem.dispatches if d.asset_id is not None]
+            mem.dispatches.append(order)
+            return DispatchOutcome(shares, applied_kw, abs(applied_kw - order.power_kw) > 0.01)
+        if asset_type == "battery":
+            mem.dispatches = [d for d in mem.dispatches if d.asset_id != order.asset_id]
+            mem.dispatches.append(order)
+        elif asset_type in ("solar", "boiler"):
+            mem.overrides[order.asset_id] = order
+        else:
+            raise NotDispatchable(f"{order.asset_id} ({asset_type}) cannot be dispatched")
+        return DispatchOutcome({order.asset_id: order.power_kw}, order.power_kw, False)
+
+    # ------------------------------------------------------------ read, aim, allocate, override
+
+    def _expire_dispatches(self, now: dt.datetime) -> None:
+        mem = self.memory
+        mem.dispatches = [d for d in mem.dispatches if d.until > now]
+        mem.overrides = {asset_id: d for asset_id, d in mem.overrides.items() if d.until > now}
+
+    def _read(self, site: SiteState, meter: MeterView) -> Reading:
+        """The batteries under control and the import the priorities are written in; feeds the quarter tracker
+        and the planner's history."""
+        cfg, mem, now = self.config, self.memory, site.now
+        batteries = [b for b in site.batteries
+                     if b.online and b.fault is None and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
+        p_now = sum(b.power_kw for b in batteries)
+        heat_now = -site.boiler_power_kw
+        g = meter.grid_import_kw + p_now
+        g_flex = g - soaking_kw(cfg, site, heat_now)
+        mem.quarters.add(now, meter.grid_import_kw)
+        pv_now = sum(s.power_kw for s in site.solars if s.online)
+        self.planner.learn(now, g + pv_now, pv_now)
+        return Reading(batteries, p_now, g_flex)
+
+    def _aim(self, now: dt.datetime, g_flex: float, g_free: float, free: list[BatteryView], units: list[Unit]
+             ) -> Aim:
+        """The limit (planned or configured), what to aim at in this quarter, and how much the free batteries
+        must discharge for it (−inf: no peak to shave)."""
+        cfg = self.config
+        limit_kw, limit_source = self.planner.limit(now, g_flex, free, units)
+        if not cfg.peak_shaving_enabled or limit_kw is None:
+            return Aim(limit_kw, limit_source, None, float("-inf"))
+        target_kw = self._quarter_target(limit_kw - cfg.limit_margin_kw)
+        return Aim(limit_kw, limit_source, target_kw, g_free - target_kw)
+
+    def _allocate(self, site: SiteState, p_free: float, units: list[Unit], fixed_kw: dict[str, float]
+                  ) -> dict[str, float]:
+        """Setpoints per battery: the free batteries' split of `p_free`, the dispatched ones' own, 0 for the
+        faulted ones (they take no share; asked to hold, they are retried)."""
+        cfg = self.config
+        setpoints = split(p_free, units, cfg.min_soc_pct, cfg.max_soc_pct)
+        setpoints.update(fixed_kw)
+        for b in site.batteries:
+            if b.online and b.fault is not None:
+                setpoints.setdefault(b.asset_id, 0.0)
+        return setpoints
+
+    def _operator_overrides(self, decision: Decision) -> Decision:
+        """The operator's solar and boiler dispatches in place of the automatic commands (core/dispatch.py)."""
+        overrides = self.memory.overrides
+        if not overrides:
+            return decision
+        return replace(decision, solar_limit_kw=override_solar(decision.solar_limit_kw, overrides),
+                       boiler=override_boilers(decision.boiler, overrides, self.config))
 
     # ------------------------------------------------------------ pieces
 
@@ -239,26 +316,28 @@ class Controller:
                               "twin" if self.config.import_limit_kw is not None else "none", None, 0.0, None)
         return Decision(hold, solar, boilers, status)
 
-    def _unit_limits(self, b: Any, cycle_s: float) -> tuple[float, float]:
+    def _unit_limits(self, b: BatteryView, cycle_s: float) -> tuple[float, float]:
         """(charge, discharge) the unit can do now: rating tapered near floor and ceiling, and what one more
         cycle of the same setpoint leaves inside the SOC window."""
         cfg = self.config
+        assert b.soc_pct is not None, "only batteries with a known SOC are controlled (step and dispatch filter)"
         charge, discharge = derated_limits(b.soc_pct, b.max_charge_kw, b.max_discharge_kw, cfg.min_soc_pct,
                                            cfg.max_soc_pct)
         energy_charge, energy_discharge = energy_limits(b.soc_pct, b.capacity_kwh or 0.0, cfg.min_soc_pct,
                                                         cfg.max_soc_pct, cycle_s)
         return min(charge, energy_charge), min(discharge, energy_discharge)
 
-    def _units(self, batteries: list[Any], cycle_s: float | None = None) -> list[Unit]:
+    def _units(self, batteries: list[BatteryView], cycle_s: float | None = None) -> list[Unit]:
         """Allocation units; `cycle_s` is how long the setpoint will be held (default: the configured cycle)."""
         cycle = self.config.cycle_s if cycle_s is None else cycle_s
         units = []
         for b in batteries:
             charge, discharge = self._unit_limits(b, cycle)
+            assert b.soc_pct is not None  # (checked in _unit_limits; for the type checker)
             units.append(Unit(b.asset_id, b.soc_pct, b.capacity_kwh or 0.0, charge, discharge))
         return units
 
-    def _clamp_unit(self, battery: Any, power_kw: float, cycle_s: float) -> float:
+    def _clamp_unit(self, battery: BatteryView, power_kw: float, cycle_s: float) -> float:
         charge, discharge = self._unit_limits(battery, cycle_s)
         return max(-charge, min(discharge, power_kw))
 
@@ -367,7 +446,7 @@ class Controller:
         }
 
 
-def _meter_problem(meter: Any, stale_s: float) -> str:
+def _meter_problem(meter: MeterView | None, stale_s: float) -> str:
     """Why the meter cannot be believed, stable from cycle to cycle (the kind of fault, not its details)."""
     if meter is None:
         return "no meter"
@@ -387,5 +466,5 @@ def _reason(mode: Mode, box: Interval) -> str:
     }[mode] + limited
 
 
-__all__ = ["BoilerCommand", "BoilerMode", "CapabilityState", "Controller", "Decision", "Dispatch", "Memory",
-           "Mode", "SourceReading", "Status", "combine"]
+__all__ = ["BoilerCommand", "BoilerMode", "CapabilityState", "Controller", "Decision", "Dispatch", "DispatchOutcome",
+           "Memory", "Mode", "NotDispatchable", "SourceReading", "Status", "combine"]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller_module.core.allocation import Unit
 from controller_module.core.config import ControllerConfig
-from controller_module.core.state import QUARTER_S
+from controller_module.core.state import QUARTER_S, BatteryView
 from controller_module.core.tariff import DemandLedger
 
 if TYPE_CHECKING:  # the controller's memory, which the planner reads and writes (controller.py imports this module)
@@ -289,7 +289,7 @@ class LimitPlanner:
             pv_avg = mem.pv_quarter.completed[-1][1]  # both trackers take the same instants: same quarters
             mem.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), load_avg, pv_avg)
 
-    def limit(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
+    def limit(self, now: dt.datetime, g_now: float, batteries: list[BatteryView], units: list[Unit]
                ) -> tuple[float | None, str]:
         cfg, mem = self.config, self.memory
         if cfg.import_limit_kw is not None:
@@ -363,7 +363,7 @@ class LimitPlanner:
         forecast[0] = g_now
         return start, forecast
 
-    def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
+    def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[BatteryView], units: list[Unit]
                          ) -> tuple[float | None, str] | None:
         """Each charge planned over its own quarters (refilling outside them), never below what it bills already
         or below its share of the month floor; the limit now is the lowest of the charges counting now: an
@@ -393,7 +393,7 @@ class LimitPlanner:
                 best = candidate
         return (None, "outside tariff windows") if best is None else best
 
-    def _charge_floors(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> list[float]:
+    def _charge_floors(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> list[float]:
         """Per charge, the month floor over its own quarters of the last month (once a day)."""
         mem = self.memory
         day = now.date().isoformat()
@@ -421,7 +421,7 @@ class LimitPlanner:
             return None
         return [tariff.demand_counts_at(t) for t in times]
 
-    def _envelope(self, batteries: list[Any], units: list[Unit]) -> BatteryEnvelope:
+    def _envelope(self, batteries: list[BatteryView], units: list[Unit]) -> BatteryEnvelope:
         """The site's batteries as one, for day-long plans: the ratings (the taper near floor and ceiling is a
         matter of minutes) and the energy within the configured SOC window."""
         cfg = self.config
@@ -432,13 +432,13 @@ class LimitPlanner:
             max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
         )
 
-    def _sustainable_kw(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
+    def _sustainable_kw(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
         """The discharge the batteries' energy would last at until midnight (at least COLD_START_MIN_HOURS)."""
         envelope = self._envelope(batteries, units)
         hours_left = max(COLD_START_MIN_HOURS, 24 - now.hour - now.minute / 60)
         return min(envelope.max_discharge_kw, envelope.energy_kwh * envelope.discharge_efficiency / hours_left)
 
-    def _month_floor(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
+    def _month_floor(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
         """The hindsight threshold of the last month of actual quarters, recomputed once a day."""
         mem = self.memory
         day = now.date().isoformat()
