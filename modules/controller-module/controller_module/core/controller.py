@@ -172,7 +172,7 @@ class Controller:
 
         meter = site.meter
         if meter is None or not meter.online or meter.age_s > cfg.meter_stale_s:
-            return self._fail_safe(site, _meter_problem(meter, cfg.meter_stale_s))
+            return self._operator_overrides(self._fail_safe(site, _meter_problem(meter, cfg.meter_stale_s)))
         read = self._read(site, meter)
 
         # per-asset dispatch: those units are fixed and leave the automatic allocation
