@@ -32,7 +32,9 @@ from controller_module.core.controller import (
     Memory,
     Mode,
     NotDispatchable,
+    Status,
 )
+from controller_module.core.state import SiteState
 from energy_edge_base.clock import SiteClock
 from energy_edge_base.contract import (
     BatteryTelemetry,
@@ -98,8 +100,27 @@ class Empty(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ControllerStatus(BaseModel):
+    """The last decision's status as the module reports it (twin `status`, `get_status`)."""
+
+    mode: str = Field(description="fail_safe, dispatch, peak_shaving, balancing or idle.")
+    reason: str = Field(description="Why, for people (with the priorities that limited the decision).")
+    grid_import_kw: float | None = Field(description="Grid import the decision was made on, kW.")
+    grid_import_avg_15min_kw: float | None = Field(description="Rolling 15-minute mean import, kW.")
+    month_peak_kw: float = Field(description="The month's largest billing-quarter mean import so far, kW.")
+    limit_kw: float | None = Field(description="The import limit guarded, kW; null: none.")
+    limit_source: str = Field(description="twin, planned, month floor, rule, outside tariff windows or none.")
+    target_kw: float | None = Field(description="What the controller aims at in this quarter, kW.")
+    margin_kw: float | None = Field(description="Limit minus the 15-minute mean import, kW.")
+    battery_kw: float = Field(description="The batteries' total setpoint, kW, + discharge.")
+    limited_by: list[str] = Field(description="Priorities that could not have their way, highest first.")
+    battery_setpoints_kw: dict[str, float] = Field(description="Setpoint per battery, kW, + discharge.")
+    tracking_error_kw: dict[str, float] = Field(description="Rolling mean of setpoint minus actual per asset, kW.")
+    inputs_refused: dict[str, int] = Field(description="Inputs refused since the start, by kind.")
+
+
 class StatusResponse(BaseModel):
-    status: dict[str, Any]
+    status: dict[str, Any] = Field(description="A ControllerStatus; {} before the first cycle.")
 
 
 class ControllerModule(EdgeModule[ControllerConfig]):
@@ -255,11 +276,11 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         await self._say_mode_change(previous, self.decision.status)
         await self._report(self.decision, site)
 
-    async def _say_mode_change(self, previous: Any, status: Any) -> None:
+    async def _say_mode_change(self, previous: Status | None, status: Status) -> None:
         """Entering or leaving the fail-safe is news: the twin's `status` and an `event` say it at once."""
         was_safe = previous is not None and previous.mode is Mode.FAIL_SAFE
         is_safe = status.mode is Mode.FAIL_SAFE
-        if is_safe and (not was_safe or previous.reason != status.reason):
+        if is_safe and (previous is None or not was_safe or previous.reason != status.reason):
             self.event("fail_safe_entered", "critical", f"fail-safe, batteries on hold: {status.reason}")
         elif was_safe and not is_safe:
             self.event("fail_safe_left", "info", f"control resumed ({status.mode.value}): {status.reason}")
@@ -282,7 +303,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
     async def safe_state(self) -> None:
         self._persist()  # the batteries' own watchdogs take them to idle; the state survives the restart
 
-    async def _write(self, decision: Decision, site: Any) -> None:
+    async def _write(self, decision: Decision, site: SiteState) -> None:
         commands = []
         for asset_id, kw in decision.battery_kw.items():
             commands.append(Command("battery", asset_id, "set_power", {"power_kw": kw}, kw))
@@ -370,7 +391,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
 
     # ------------------------------------------------------------ reporting
 
-    async def _report(self, decision: Decision, site: Any) -> None:
+    async def _report(self, decision: Decision, site: SiteState) -> None:
         status = decision.status
         cfg = self.config
         now_s = time.monotonic()
@@ -411,19 +432,24 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             self.summary_window, self.summary_started = [], site.now
             await self.report({"status": self._status_doc()})
 
-    def _status_doc(self) -> dict[str, Any]:
+    def _status(self) -> ControllerStatus | None:
         if self.decision is None:
-            return {}
+            return None
         s = self.decision.status
-        return {
-            "mode": s.mode.value, "reason": s.reason, "grid_import_kw": s.grid_import_kw,
-            "grid_import_avg_15min_kw": s.grid_import_avg_15min_kw, "month_peak_kw": s.month_peak_kw,
-            "limit_kw": s.limit_kw, "limit_source": s.limit_source, "target_kw": s.target_kw,
-            "margin_kw": s.margin_kw, "battery_kw": s.battery_kw, "limited_by": list(s.limited_by),
-            "battery_setpoints_kw": self.decision.battery_kw,
-            "tracking_error_kw": {k: round(v, 3) for k, v in self.tracking_kw.items()},
-            "inputs_refused": dict(self.refused_inputs),
-        }
+        return ControllerStatus(
+            mode=s.mode.value, reason=s.reason, grid_import_kw=s.grid_import_kw,
+            grid_import_avg_15min_kw=s.grid_import_avg_15min_kw, month_peak_kw=s.month_peak_kw,
+            limit_kw=s.limit_kw, limit_source=s.limit_source, target_kw=s.target_kw,
+            margin_kw=s.margin_kw, battery_kw=s.battery_kw, limited_by=list(s.limited_by),
+            battery_setpoints_kw=self.decision.battery_kw,
+            tracking_error_kw={k: round(v, 3) for k, v in self.tracking_kw.items()},
+            inputs_refused=dict(self.refused_inputs),
+        )
+
+    def _status_doc(self) -> dict[str, Any]:
+        """The status as JSON for the twin and `get_status` ({} before the first cycle)."""
+        status = self._status()
+        return {} if status is None else status.model_dump(mode="json")
 
     # ------------------------------------------------------------ methods
 
