@@ -8,10 +8,12 @@ Priorities, highest first, each a constraint on the site battery power P (+ disc
 4. export limit P ≤ g + max_export: never discharge into export beyond the limit
 5. balancing    the preferred P inside what is left: toward the grid setpoint, above the reserve, with
                 deadband, hysteresis and a ramp so it never flickers between charge and discharge
-6. boiler       soaks up the PV surplus the batteries leave, holds off during peaks
+6. boiler       soaks up the PV surplus the batteries leave, holds off during peaks (flexibility.py)
 
 where g is the import with neither the batteries nor discretionary heating. PV is curtailed only
-if export still exceeds the limit after batteries and boilers.
+if export still exceeds the limit after batteries and boilers. An operator's solar or boiler dispatch
+replaces the automatic command last, in every mode (dispatch.py). The limit comes from the planner
+(planner.py); the split across batteries from allocation.py.
 """
 
 from __future__ import annotations

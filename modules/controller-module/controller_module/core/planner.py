@@ -12,12 +12,12 @@ bisection the lowest threshold T such that a battery discharging above T and rec
 max(T, the month's peak already set): once a month's peak is billed, aiming lower buys nothing.
 The coming day is planned as if it came twice, so the plan leaves the battery able to do it again.
 The solver is a plain simulation, so it cannot fail; with no history there is no plan and the
-controller falls back to the configured limit or the rule (see controller.py).
+controller falls back to the configured limit or the rule (see `LimitPlanner.limit` below).
 
 Month floor: the lowest threshold a full battery could have held over the last month of actual quarters
 (`hindsight_threshold`), in hindsight. Some day of any month is that hard, so spending the battery to hold
 a plan far below it early in a month buys nothing and risks an empty battery when that day comes; the
-controller never aims below a share of it (see controller.py).
+controller never aims below a share of it (`MONTH_FLOOR_SHARE`, below).
 """
 
 from __future__ import annotations
