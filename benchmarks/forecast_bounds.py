@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from controller_module.core.controller import Controller
-from controller_module.core.planner import LoadHistory, day_type
+from controller_module.core.planner import LimitPlanner, LoadHistory, day_type
 from energy_edge.bench import replay
 from energy_edge.bench.data import (
     QUARTERS_PER_DAY,
@@ -82,7 +81,7 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None, s
     first_day = series.start.date()
     model_parts = LoadHistory.forecast_parts
     model_levels = LoadHistory.day_levels
-    model_learn = Controller._learn
+    model_learn = LimitPlanner.learn
     events = np.zeros(load.size) if events_kw is None else events_kw
 
     def step_of(t: dt.datetime) -> int:
@@ -105,7 +104,7 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None, s
                     loads[i] += float(events[k0 + i])
         return loads, pvs
 
-    def learn_without_events(self: Controller, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
+    def learn_without_events(self: LimitPlanner, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
         k = step_of(now)
         model_learn(self, now, load_kw - (float(events[k]) if 0 <= k < load.size else 0.0), pv_kw)
 
@@ -135,14 +134,14 @@ def reveal(mode: str, series: SiteSeries, events_kw: np.ndarray | None = None, s
         LoadHistory.day_levels = day_levels  # type: ignore[method-assign]
     elif mode != "model":
         if mode == "events":
-            Controller._learn = learn_without_events  # type: ignore[method-assign]
+            LimitPlanner.learn = learn_without_events  # type: ignore[method-assign]
         LoadHistory.forecast_parts = forecast_parts  # type: ignore[method-assign]
     try:
         yield
     finally:
         LoadHistory.day_levels = model_levels  # type: ignore[method-assign]
         LoadHistory.forecast_parts = model_parts  # type: ignore[method-assign]
-        Controller._learn = model_learn  # type: ignore[method-assign]
+        LimitPlanner.learn = model_learn  # type: ignore[method-assign]
 
 
 def run_modes(job: tuple[str, int, tuple[str, ...]]) -> list[dict[str, Any]]:

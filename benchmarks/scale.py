@@ -193,18 +193,24 @@ def core_bench(n: int, warmup: int) -> dict[str, Any]:
     aggregator = SiteAggregator()
     now_s = 1000.0
     for d in scenario["devices"]:
-        body: dict[str, Any] = {"asset_id": d["asset_id"], "asset_type": d["kind"], "online": True,
+        # complete contract messages, as the module's input parses them (every key present)
+        body: dict[str, Any] = {"schema_version": "1.0", "message_type": "telemetry", "site_id": "site-1",
+                                "asset_id": d["asset_id"], "asset_type": d["kind"], "online": True,
+                                "status": "ok", "fault_code": None, "fault": None, "setpoint_kw": None,
                                 "timestamp": t0.isoformat()}
         if d["kind"] == "battery":
             body.update(power_kw=5.0, soc_pct=d["soc_pct"], capacity_kwh=100.0, max_charge_kw=50.0,
-                        max_discharge_kw=50.0, setpoint_kw=5.0)
+                        max_discharge_kw=50.0, setpoint_kw=5.0, soh_pct=None, energy_kwh=None)
         elif d["kind"] == "solar":
-            body.update(power_kw=60.2, rated_kw=90.0, power_limit_pct=100.0)
+            body.update(power_kw=60.2, rated_kw=90.0, power_limit_pct=100.0, ac_power_kw=60.2, curtailed=False,
+                        irradiance_w_m2=None)
         elif d["kind"] == "boiler":
-            body.update(power_kw=-30.0, water_temp_c=60.0, min_temp_c=55.0, max_temp_c=80.0, rated_kw=30.0)
+            body.update(power_kw=-30.0, water_temp_c=60.0, min_temp_c=55.0, max_temp_c=80.0, rated_kw=30.0,
+                        setpoint_c=60.0, heater_power_kw=30.0, state="heating")
         else:
-            body.update(grid_import_kw=1990.0, peak_shaving_active=True, der_active=True, import_limit_kw=1500.0)
-        aggregator.add(body, now_s - rng.uniform(0, 1), t0)
+            body.update(power_kw=1990.0, grid_import_kw=1990.0, peak_shaving_active=True, der_active=True,
+                        import_limit_kw=1500.0, site_load_kw=None, frequency_hz=None, voltage_v=None)
+        assert aggregator.add(body, now_s - rng.uniform(0, 1), t0), f"{d['asset_id']}: not a contract message"
     times = []
     for k in range(n + warmup):
         a = time.perf_counter()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_module.exporter import POINTS
+from energy_edge_base.contract import TELEMETRY_MODELS
+from telemetry_module.exporter import POINTS, Point
 from tests.support import REPO, Site
 
 pytestmark = pytest.mark.integration
@@ -130,3 +131,12 @@ def test_dashboard_has_the_site_overview_panels() -> None:
             "PEAK_SHAVING", "DER", "Module health: telemetry age"} <= titles
     for panel in dashboard["panels"]:
         assert panel["targets"] and all(t["expr"] for t in panel["targets"])
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[p.metric for p in POINTS])
+def test_every_point_is_a_field_of_its_telemetry_models(point: Point) -> None:
+    """The exporter reads the parsed models' attributes by the table's field names: each must exist."""
+    models = [model for asset_type, model in TELEMETRY_MODELS.items() if point.asset_type in (None, asset_type)]
+    assert models, f"{point.metric}: no telemetry model for asset type {point.asset_type!r}"
+    for model in models:
+        assert point.field in model.model_fields, f"{point.metric}: {model.__name__} has no field {point.field!r}"

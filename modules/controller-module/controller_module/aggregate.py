@@ -1,14 +1,17 @@
 """Aggregation: asset telemetry (as it arrives by route) → the `SiteState` the core decides on.
 
-Keeps the latest message per asset with the time it arrived; ages come from the module's clock.
-Also keeps the 15-minute rolling average of grid import.
+Keeps the latest message per asset, as the contract's model (`energy_edge_base.contract`), with the time it
+arrived; ages come from the module's clock. Also keeps the 15-minute rolling average of grid import.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
 
 from controller_module.core.state import (
     BatteryView,
@@ -18,11 +21,19 @@ from controller_module.core.state import (
     SolarView,
     TimeAverage,
 )
+from energy_edge_base.contract import (
+    BatteryTelemetry,
+    BoilerTelemetry,
+    MicrogridControllerTelemetry,
+    SolarTelemetry,
+    Telemetry,
+    parse_message,
+)
 
 
 @dataclass
 class Latest:
-    body: dict[str, Any]
+    telemetry: Telemetry  # one of the contract's telemetry models (BatteryTelemetry, ...)
     received_s: float  # monotonic seconds of the module's clock
 
 
@@ -60,54 +71,55 @@ class SiteAggregator:
             return read[1]
         return measured_kw
 
-    def add(self, body: Any, received_s: float, site_time: dt.datetime) -> bool:
-        """Take one telemetry message; False if it is not asset telemetry we understand."""
-        if not isinstance(body, dict):
-            return False
-        asset_id, asset_type = body.get("asset_id"), body.get("asset_type")
-        if not isinstance(asset_id, str) or asset_type not in ("battery", "solar", "boiler", "microgrid_controller"):
-            return False
-        self.latest[asset_id] = Latest(body, received_s)
-        if asset_type == "battery" and _num(body.get("power_kw")):
-            read_at = _epoch(body.get("timestamp"))
-            if read_at is not None:
-                _keep(self.readings.setdefault(asset_id, []), (read_at, float(body["power_kw"])))
-        if asset_type == "microgrid_controller" and body.get("online") and _num(body.get("grid_import_kw")):
-            self.grid_average.add(site_time.timestamp(), float(body["grid_import_kw"]))
+    def add(self, message: Telemetry | Mapping[str, Any] | str | bytes, received_s: float,
+            site_time: dt.datetime) -> bool:
+        """Take one telemetry message: a contract model, or a body the contract's models parse; False if it is
+        not asset telemetry of the contract."""
+        if not isinstance(message, Telemetry):
+            try:
+                parsed = parse_message(message)
+            except (ValidationError, TypeError, ValueError):
+                return False
+            if not isinstance(parsed, Telemetry):
+                return False
+            message = parsed
+        self.latest[message.asset_id] = Latest(message, received_s)
+        if isinstance(message, BatteryTelemetry):
+            _keep(self.readings.setdefault(message.asset_id, []), (message.timestamp.timestamp(),
+                                                                   float(message.power_kw)))
+        if isinstance(message, MicrogridControllerTelemetry) and message.online:
+            self.grid_average.add(site_time.timestamp(), float(message.grid_import_kw))
         return True
 
     def site_state(self, now_s: float, site_time: dt.datetime) -> SiteState:
         meters, batteries, solars, boilers = [], [], [], []
         meter_read_at = self._meter_reading_epoch()
         for asset_id, latest in sorted(self.latest.items()):
-            b, age = latest.body, now_s - latest.received_s
-            online = bool(b.get("online"))
-            kind = b.get("asset_type")
-            if kind == "battery":
-                power = self._battery_power_at(asset_id, _f(b, "power_kw"), _opt(b, "setpoint_kw"), meter_read_at)
+            t, age = latest.telemetry, now_s - latest.received_s
+            if isinstance(t, BatteryTelemetry):
+                power = self._battery_power_at(asset_id, float(t.power_kw), _opt(t.setpoint_kw), meter_read_at)
                 batteries.append(BatteryView(
-                    asset_id, online, power, _opt(b, "soc_pct"), _opt(b, "capacity_kwh"),
-                    _f(b, "max_charge_kw"), _f(b, "max_discharge_kw"), age, _fault(b),
+                    asset_id, t.online, power, _opt(t.soc_pct), _opt(t.capacity_kwh), float(t.max_charge_kw),
+                    float(t.max_discharge_kw), age, _fault(t),
                 ))
-            elif kind == "solar":
-                solars.append(SolarView(asset_id, online, _f(b, "power_kw"), _opt(b, "rated_kw"),
-                                        _opt(b, "power_limit_pct"), age))
-            elif kind == "boiler":
-                boilers.append(BoilerView(asset_id, online, _f(b, "power_kw"), _opt(b, "water_temp_c"),
-                                          _opt(b, "min_temp_c"), _opt(b, "max_temp_c"), _opt(b, "rated_kw"), age))
-            elif kind == "microgrid_controller":
-                meters.append(MeterView(asset_id, online, _f(b, "grid_import_kw"), b.get("peak_shaving_active"),
-                                        b.get("der_active"), _opt(b, "import_limit_kw"), age, _fault(b)))
+            elif isinstance(t, SolarTelemetry):
+                solars.append(SolarView(asset_id, t.online, float(t.power_kw), _opt(t.rated_kw),
+                                        _opt(t.power_limit_pct), age))
+            elif isinstance(t, BoilerTelemetry):
+                boilers.append(BoilerView(asset_id, t.online, float(t.power_kw), _opt(t.water_temp_c),
+                                          _opt(t.min_temp_c), _opt(t.max_temp_c), _opt(t.rated_kw), age))
+            elif isinstance(t, MicrogridControllerTelemetry):
+                meters.append(MeterView(asset_id, t.online, float(t.grid_import_kw), t.peak_shaving_active,
+                                        t.der_active, _opt(t.import_limit_kw), age, _fault(t)))
         meter = min(meters, key=lambda m: m.age_s) if meters else None
         return SiteState(
             now=site_time, meter=meter, batteries=tuple(batteries), solars=tuple(solars), boilers=tuple(boilers),
             grid_import_avg_15min_kw=self.grid_average.average(site_time.timestamp()),
         )
 
-
     def _meter_reading_epoch(self) -> float | None:
-        meters = [m.body for m in self.latest.values() if m.body.get("asset_type") == "microgrid_controller"]
-        stamps = [at for at in (_epoch(m.get("timestamp")) for m in meters) if at is not None]
+        stamps = [latest.telemetry.timestamp.timestamp() for latest in self.latest.values()
+                  if isinstance(latest.telemetry, MicrogridControllerTelemetry)]
         return max(stamps) if stamps else None
 
 
@@ -128,32 +140,12 @@ def _last_by(log: list[tuple[float, float]], at_epoch_s: float) -> tuple[float, 
     return None
 
 
-def _epoch(stamp: Any) -> float | None:
-    """Wall epoch seconds of an ISO 8601 telemetry timestamp; None if absent or unreadable."""
-    if not isinstance(stamp, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _fault(body: dict[str, Any]) -> str | None:
+def _fault(telemetry: Telemetry) -> str | None:
     """The fault an asset reports, if any (text, else its code)."""
-    if body.get("fault_code") is None and not body.get("fault"):
+    if telemetry.fault_code is None and not telemetry.fault:
         return None
-    return str(body.get("fault") or f"fault code {body.get('fault_code')}")
+    return str(telemetry.fault or f"fault code {telemetry.fault_code}")
 
 
-def _num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _f(body: dict[str, Any], key: str) -> float:
-    value = _opt(body, key)
-    return 0.0 if value is None else value
-
-
-def _opt(body: dict[str, Any], key: str) -> float | None:
-    value: Any = body.get(key)
-    return float(value) if _num(value) else None
+def _opt(value: float | None) -> float | None:
+    return None if value is None else float(value)

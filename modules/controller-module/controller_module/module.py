@@ -21,7 +21,6 @@ from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller_module.aggregate import SiteAggregator
-from controller_module.core.allocation import split
 from controller_module.core.capability import CapabilityState
 from controller_module.core.config import ControllerConfig
 from controller_module.core.controller import (
@@ -32,11 +31,17 @@ from controller_module.core.controller import (
     Dispatch,
     Memory,
     Mode,
+    NotDispatchable,
+    Status,
 )
+from controller_module.core.state import SiteState
 from energy_edge_base.clock import SiteClock
 from energy_edge_base.contract import (
+    BatteryTelemetry,
     CapabilityStatus,
+    MicrogridControllerTelemetry,
     SiteSummary,
+    SolarTelemetry,
     Telemetry,
     application_properties,
     parse_message,
@@ -95,8 +100,27 @@ class Empty(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ControllerStatus(BaseModel):
+    """The last decision's status as the module reports it (twin `status`, `get_status`)."""
+
+    mode: str = Field(description="fail_safe, dispatch, peak_shaving, balancing or idle.")
+    reason: str = Field(description="Why, for people (with the priorities that limited the decision).")
+    grid_import_kw: float | None = Field(description="Grid import the decision was made on, kW.")
+    grid_import_avg_15min_kw: float | None = Field(description="Rolling 15-minute mean import, kW.")
+    month_peak_kw: float = Field(description="The month's largest billing-quarter mean import so far, kW.")
+    limit_kw: float | None = Field(description="The import limit guarded, kW; null: none.")
+    limit_source: str = Field(description="twin, planned, month floor, rule, outside tariff windows or none.")
+    target_kw: float | None = Field(description="What the controller aims at in this quarter, kW.")
+    margin_kw: float | None = Field(description="Limit minus the 15-minute mean import, kW.")
+    battery_kw: float = Field(description="The batteries' total setpoint, kW, + discharge.")
+    limited_by: list[str] = Field(description="Priorities that could not have their way, highest first.")
+    battery_setpoints_kw: dict[str, float] = Field(description="Setpoint per battery, kW, + discharge.")
+    tracking_error_kw: dict[str, float] = Field(description="Rolling mean of setpoint minus actual per asset, kW.")
+    inputs_refused: dict[str, int] = Field(description="Inputs refused since the start, by kind.")
+
+
 class StatusResponse(BaseModel):
-    status: dict[str, Any]
+    status: dict[str, Any] = Field(description="A ControllerStatus; {} before the first cycle.")
 
 
 class ControllerModule(EdgeModule[ControllerConfig]):
@@ -115,7 +139,6 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         self.sent: dict[tuple[str, str], tuple[Any, float]] = {}
         self.without_batch: set[str] = set()  # modules that answered 404 to a batch method
         self.tracking_kw: dict[str, float] = {}
-        self.overrides: dict[str, tuple[dt.datetime, float]] = {}  # solar/boiler dispatch
         self.capabilities: dict[str, CapabilityState] = {}
         self.capability_sent_s: dict[str, float] = {}
         self.summary_window: list[tuple[float, float]] = []
@@ -167,19 +190,20 @@ class ControllerModule(EdgeModule[ControllerConfig]):
     async def on_telemetry(self, body: Any, message: Any) -> None:
         telemetry = self.accept(body, message)
         if telemetry is not None:
-            self.take(telemetry.model_dump(mode="json"))
+            self.take(telemetry)
 
-    def take(self, body: dict[str, Any]) -> None:
-        """Accepted telemetry (a contract message as JSON) into the site state and the tracking metrics."""
-        self.aggregator.add(body, time.monotonic(), self.clock.now())
-        kind = body["asset_type"]
-        if kind == "microgrid_controller":
+    def take(self, telemetry: Telemetry) -> None:
+        """Accepted telemetry (a contract model) into the site state and the tracking metrics."""
+        self.aggregator.add(telemetry, time.monotonic(), self.clock.now())
+        if isinstance(telemetry, MicrogridControllerTelemetry):
             self.meter_update.set()  # a new meter reading starts the next cycle
         # A setpoint is a target for batteries; for PV it is only a cap, meaningful while curtailed.
-        setpoint, power = body.get("setpoint_kw"), body["power_kw"]
-        if (kind == "battery" or (kind == "solar" and body.get("curtailed"))) and setpoint is not None:
+        setpoint, power = telemetry.setpoint_kw, telemetry.power_kw
+        tracked = isinstance(telemetry, BatteryTelemetry) or (isinstance(telemetry, SolarTelemetry)
+                                                              and telemetry.curtailed)
+        if tracked and setpoint is not None:
             error = setpoint - power
-            asset_id = body["asset_id"]
+            asset_id = telemetry.asset_id
             self.tracking_kw[asset_id] = 0.8 * self.tracking_kw.get(asset_id, error) + 0.2 * error
             self.tracking_gauge.labels(asset_id=asset_id).set(self.tracking_kw[asset_id] * 1000)
 
@@ -252,11 +276,11 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         await self._say_mode_change(previous, self.decision.status)
         await self._report(self.decision, site)
 
-    async def _say_mode_change(self, previous: Any, status: Any) -> None:
+    async def _say_mode_change(self, previous: Status | None, status: Status) -> None:
         """Entering or leaving the fail-safe is news: the twin's `status` and an `event` say it at once."""
         was_safe = previous is not None and previous.mode is Mode.FAIL_SAFE
         is_safe = status.mode is Mode.FAIL_SAFE
-        if is_safe and (not was_safe or previous.reason != status.reason):
+        if is_safe and (previous is None or not was_safe or previous.reason != status.reason):
             self.event("fail_safe_entered", "critical", f"fail-safe, batteries on hold: {status.reason}")
         elif was_safe and not is_safe:
             self.event("fail_safe_left", "info", f"control resumed ({status.mode.value}): {status.reason}")
@@ -279,23 +303,16 @@ class ControllerModule(EdgeModule[ControllerConfig]):
     async def safe_state(self) -> None:
         self._persist()  # the batteries' own watchdogs take them to idle; the state survives the restart
 
-    async def _write(self, decision: Decision, site: Any) -> None:
-        now = self.clock.now()
-        self.overrides = {k: v for k, v in self.overrides.items() if v[0] > now}
+    async def _write(self, decision: Decision, site: SiteState) -> None:
         commands = []
         for asset_id, kw in decision.battery_kw.items():
             commands.append(Command("battery", asset_id, "set_power", {"power_kw": kw}, kw))
         for asset_id, limit in decision.solar_limit_kw.items():
-            if asset_id in self.overrides:
-                limit = self.overrides[asset_id][1]
             if limit is None:
                 commands.append(Command("solar", asset_id, "set_output", {"percent": 100}, None))
             else:
                 commands.append(Command("solar", asset_id, "set_output", {"power_kw": max(0.0, limit)}, limit))
         for asset_id, command in decision.boiler.items():
-            if asset_id in self.overrides:
-                command = BoilerCommand(BoilerMode.SOAK, max(0.0, -self.overrides[asset_id][1]),
-                                        self.config.boiler_soak_setpoint_c)
             commands.extend(self._boiler_commands(asset_id, command))
         groups: dict[tuple[str, str], list[Command]] = {}
         for c in commands:
@@ -374,7 +391,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
 
     # ------------------------------------------------------------ reporting
 
-    async def _report(self, decision: Decision, site: Any) -> None:
+    async def _report(self, decision: Decision, site: SiteState) -> None:
         status = decision.status
         cfg = self.config
         now_s = time.monotonic()
@@ -415,19 +432,24 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             self.summary_window, self.summary_started = [], site.now
             await self.report({"status": self._status_doc()})
 
-    def _status_doc(self) -> dict[str, Any]:
+    def _status(self) -> ControllerStatus | None:
         if self.decision is None:
-            return {}
+            return None
         s = self.decision.status
-        return {
-            "mode": s.mode.value, "reason": s.reason, "grid_import_kw": s.grid_import_kw,
-            "grid_import_avg_15min_kw": s.grid_import_avg_15min_kw, "month_peak_kw": s.month_peak_kw,
-            "limit_kw": s.limit_kw, "limit_source": s.limit_source, "target_kw": s.target_kw,
-            "margin_kw": s.margin_kw, "battery_kw": s.battery_kw, "limited_by": list(s.limited_by),
-            "battery_setpoints_kw": self.decision.battery_kw,
-            "tracking_error_kw": {k: round(v, 3) for k, v in self.tracking_kw.items()},
-            "inputs_refused": dict(self.refused_inputs),
-        }
+        return ControllerStatus(
+            mode=s.mode.value, reason=s.reason, grid_import_kw=s.grid_import_kw,
+            grid_import_avg_15min_kw=s.grid_import_avg_15min_kw, month_peak_kw=s.month_peak_kw,
+            limit_kw=s.limit_kw, limit_source=s.limit_source, target_kw=s.target_kw,
+            margin_kw=s.margin_kw, battery_kw=s.battery_kw, limited_by=list(s.limited_by),
+            battery_setpoints_kw=self.decision.battery_kw,
+            tracking_error_kw={k: round(v, 3) for k, v in self.tracking_kw.items()},
+            inputs_refused=dict(self.refused_inputs),
+        )
+
+    def _status_doc(self) -> dict[str, Any]:
+        """The status as JSON for the twin and `get_status` ({} before the first cycle)."""
+        status = self._status()
+        return {} if status is None else status.model_dump(mode="json")
 
     # ------------------------------------------------------------ methods
 
@@ -435,6 +457,7 @@ class ControllerModule(EdgeModule[ControllerConfig]):
         return StatusResponse(status=self._status_doc())
 
     async def dispatch(self, request: DispatchRequest) -> DispatchResponse:
+        """The core takes the dispatch and says what it does; the module checks the target exists."""
         assert self.controller is not None
         now = self.clock.now()
         until = now + dt.timedelta(seconds=request.duration_s)
@@ -444,31 +467,18 @@ class ControllerModule(EdgeModule[ControllerConfig]):
             if latest is None:
                 raise MethodError(404, f"unknown asset_id {request.asset_id!r}", known_assets=sorted(
                     self.aggregator.latest))
-            kind = latest.body.get("asset_type")
-            if kind == "battery":
-                memory = self.controller.memory
-                memory.dispatches = [d for d in memory.dispatches if d.asset_id != request.asset_id]
-                memory.dispatches.append(Dispatch(request.power_kw, until, request.asset_id))
-            elif kind in ("solar", "boiler"):
-                self.overrides[request.asset_id] = (until, request.power_kw)
-            else:
-                raise MethodError(400, f"{request.asset_id} ({kind}) cannot be dispatched")
-            return DispatchResponse(target=f"asset:{request.asset_id}", until=until.isoformat(),
-                                    requested_kw=request.power_kw, split={request.asset_id: request.power_kw},
-                                    applied_kw=request.power_kw, limited=False)
-        if request.site_id != self.config.site_id:
+            order, kind, target = Dispatch(request.power_kw, until, request.asset_id), latest.telemetry.asset_type, \
+                f"asset:{request.asset_id}"
+        elif request.site_id != self.config.site_id:
             raise MethodError(404, f"unknown site_id {request.site_id!r}", site_id=self.config.site_id)
-        units = self.controller._units(
-            [b for b in site.batteries if b.online and b.soc_pct is not None]
-        )
-        shares = split(request.power_kw, units, self.config.min_soc_pct, self.config.max_soc_pct)
-        applied = round(sum(shares.values()), 3)
-        memory = self.controller.memory
-        memory.dispatches = [d for d in memory.dispatches if d.asset_id is not None]
-        memory.dispatches.append(Dispatch(request.power_kw, until))
-        limited = abs(applied - request.power_kw) > 0.01
+        else:
+            order, kind, target = Dispatch(request.power_kw, until), None, f"site:{request.site_id}"
+        try:
+            outcome = self.controller.dispatch(order, kind, site)
+        except NotDispatchable as exc:
+            raise MethodError(400, str(exc)) from None
         return DispatchResponse(
-            target=f"site:{request.site_id}", until=until.isoformat(), requested_kw=request.power_kw, split=shares,
-            applied_kw=applied, limited=limited,
-            message="clamped to what the batteries can do now" if limited else "",
+            target=target, until=until.isoformat(), requested_kw=request.power_kw, split=outcome.split_kw,
+            applied_kw=outcome.applied_kw, limited=outcome.limited,
+            message="clamped to what the batteries can do now" if outcome.limited else "",
         )

@@ -8,23 +8,28 @@ from typing import Any
 import pytest
 
 from controller_module.aggregate import SiteAggregator
+from energy_edge_base.contract import BatteryTelemetry, MicrogridControllerTelemetry, SolarTelemetry, Telemetry
 
 NOW = dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.timezone.utc)
+LATER_S = 1000.0  # a reading stamped after every meter reading of the table: never the one "at the meter's"
 
 
-def meter(at_s: float, grid_kw: float) -> dict[str, Any]:
-    stamp = dt.datetime.fromtimestamp(at_s, dt.timezone.utc).isoformat()
-    return {"asset_id": "mgc-1", "asset_type": "microgrid_controller", "online": True, "grid_import_kw": grid_kw,
-            "timestamp": stamp, "peak_shaving_active": False, "der_active": True}
+def _at(epoch_s: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
 
 
-def battery(power_kw: float, setpoint_kw: float | None, read_at: float | None = None) -> dict[str, Any]:
-    body = {"asset_id": "bess-1", "asset_type": "battery", "online": True, "power_kw": power_kw,
-            "setpoint_kw": setpoint_kw, "soc_pct": 50.0, "capacity_kwh": 200.0, "max_charge_kw": 100.0,
-            "max_discharge_kw": 100.0}
-    if read_at is not None:
-        body["timestamp"] = dt.datetime.fromtimestamp(read_at, dt.timezone.utc).isoformat()
-    return body
+def meter(at_s: float, grid_kw: float) -> MicrogridControllerTelemetry:
+    return MicrogridControllerTelemetry(
+        site_id="site-1", asset_id="mgc-1", timestamp=_at(at_s), power_kw=grid_kw, setpoint_kw=None, online=True,
+        status="grid_connected", grid_import_kw=grid_kw, site_load_kw=None, frequency_hz=None, voltage_v=None,
+        peak_shaving_active=False, der_active=True, import_limit_kw=None)
+
+
+def battery(power_kw: float, setpoint_kw: float | None, read_at: float = LATER_S) -> BatteryTelemetry:
+    return BatteryTelemetry(
+        site_id="site-1", asset_id="bess-1", timestamp=_at(read_at), power_kw=power_kw, setpoint_kw=setpoint_kw,
+        online=True, status="idle", soc_pct=50.0, soh_pct=None, energy_kwh=None, capacity_kwh=200.0,
+        max_charge_kw=100.0, max_discharge_kw=100.0)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +74,11 @@ def test_battery_power_is_taken_at_the_meter_reading(
 
 @pytest.mark.parametrize(
     "body",
-    [{"asset_id": "x"}, {"asset_type": "battery"}, {"asset_id": "x", "asset_type": "kettle"}, "text"],
+    [{"asset_id": "x"}, {"asset_type": "battery"}, {"asset_id": "x", "asset_type": "kettle"}, "text",
+     # a contract message that is not telemetry, and telemetry with a key left out
+     {"schema_version": "1.0", "message_type": "event", "severity": "info", "code": "x", "text": "",
+      "timestamp": "2026-05-04T12:00:00Z", "site_id": None, "asset_id": None},
+     {k: v for k, v in battery(0.0, None).model_dump(mode="json").items() if k != "soc_pct"}],
 )
 def test_unreadable_telemetry_is_ignored(body: Any) -> None:
     aggregator = SiteAggregator()
@@ -83,22 +92,35 @@ def test_ages_come_from_the_caller_clock() -> None:
     assert aggregator.site_state(112.5, NOW).meter.age_s == pytest.approx(12.5)  # type: ignore[union-attr]
 
 
+def _solar(setpoint_kw: float, curtailed: bool) -> SolarTelemetry:
+    return SolarTelemetry(
+        site_id="site-1", asset_id="s", timestamp=NOW, power_kw=50.0, setpoint_kw=setpoint_kw, online=True,
+        status="mppt", ac_power_kw=50.0, power_limit_pct=None, curtailed=curtailed, rated_kw=None)
+
+
+def test_a_body_is_parsed_with_the_contract_models() -> None:
+    aggregator = SiteAggregator()
+    assert aggregator.add(battery(12.0, None).model_dump(mode="json"), 0.0, NOW)
+    assert isinstance(aggregator.latest["bess-1"].telemetry, BatteryTelemetry)
+    assert aggregator.site_state(1.0, NOW).batteries[0].power_kw == 12.0
+
+
 @pytest.mark.parametrize(
     ("body", "expected_w"),
     [
-        ({"asset_id": "b", "asset_type": "battery", "power_kw": 8.0, "setpoint_kw": 10.0}, 2000.0),
-        ({"asset_id": "s", "asset_type": "solar", "power_kw": 50.0, "setpoint_kw": 60.0, "curtailed": True}, 10000.0),
-        ({"asset_id": "s", "asset_type": "solar", "power_kw": 50.0, "setpoint_kw": 180.0, "curtailed": False}, None),
+        (battery(8.0, 10.0).model_copy(update={"asset_id": "b"}), 2000.0),
+        (_solar(60.0, True), 10000.0),
+        (_solar(180.0, False), None),
     ],
 )
-async def test_tracking_error_in_metrics(body: dict[str, Any], expected_w: float | None) -> None:
+async def test_tracking_error_in_metrics(body: Telemetry, expected_w: float | None) -> None:
     from controller_module.module import ControllerModule
 
     module = ControllerModule()
-    module.take({"online": True, **body})
+    module.take(body)
     lines = [line for line in module.metrics.exposition().decode().splitlines()
              if line.startswith("energy_edge_controller_tracking_error_watts{")]
     if expected_w is None:
         assert lines == []  # a PV cap is not a target
     else:
-        assert lines == [f'energy_edge_controller_tracking_error_watts{{asset_id="{body["asset_id"]}"}} {expected_w}']
+        assert lines == [f'energy_edge_controller_tracking_error_watts{{asset_id="{body.asset_id}"}} {expected_w}']

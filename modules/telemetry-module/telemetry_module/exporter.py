@@ -11,22 +11,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
-from energy_edge_base.contract import parse_message
+from energy_edge_base.contract import BaseMessage, CapabilityStatus, SiteSummary, Telemetry, parse_message
 
 ASSET_LABELS = ["site_id", "asset_id", "asset_type"]
 MODES = ("fail_safe", "dispatch", "peak_shaving", "balancing", "idle")
 CAPABILITIES = ("PEAK_SHAVING", "DER")
+M = TypeVar("M", bound=BaseMessage)
 
 
 @dataclass(frozen=True)
 class Point:
-    field: str  # telemetry field
+    field: str  # field of the asset type's telemetry model (energy_edge_base.contract)
     metric: str
     help: str
     scale: float = 1.0  # field unit → base unit
@@ -69,8 +70,8 @@ POINTS: tuple[Point, ...] = (
 
 
 @dataclass
-class Seen:
-    body: dict[str, Any]
+class Seen(Generic[M]):
+    message: M  # as the contract's model parsed it
     at_s: float  # wall clock, when it arrived
 
 
@@ -79,9 +80,9 @@ class SiteState:
 
     def __init__(self, clock: Any = time.time) -> None:
         self.clock = clock
-        self.assets: dict[str, Seen] = {}
-        self.summary: Seen | None = None
-        self.capabilities: dict[str, Seen] = {}
+        self.assets: dict[str, Seen[Telemetry]] = {}
+        self.summary: Seen[SiteSummary] | None = None
+        self.capabilities: dict[str, Seen[CapabilityStatus]] = {}
         self.messages: dict[str, int] = {}
         self.invalid = 0
 
@@ -90,23 +91,22 @@ class SiteState:
         contract (parsed with its models, so no NaN or string reaches a metric), or it is telemetry of an asset
         not in `assets` (when given)."""
         try:
-            parse_message(body)
+            message = parse_message(body)
         except (ValidationError, TypeError, ValueError):
             self.invalid += 1
             return False
-        kind = body.get("message_type")
         now = self.clock()
-        if kind == "telemetry" and assets is not None and body["asset_id"] not in assets.get(body["asset_type"], []):
-            self.invalid += 1
-            return False
-        if kind == "telemetry":
-            self.assets[body["asset_id"]] = Seen(body, now)
-            self.messages[body["asset_type"]] = self.messages.get(body["asset_type"], 0) + 1
-        elif kind == "siteSummary":
-            self.summary = Seen(body, now)
+        if isinstance(message, Telemetry):
+            if assets is not None and message.asset_id not in assets.get(message.asset_type, []):
+                self.invalid += 1
+                return False
+            self.assets[message.asset_id] = Seen(message, now)
+            self.messages[message.asset_type] = self.messages.get(message.asset_type, 0) + 1
+        elif isinstance(message, SiteSummary):
+            self.summary = Seen(message, now)
             self.messages["siteSummary"] = self.messages.get("siteSummary", 0) + 1
-        elif kind == "capabilityStatus" and body.get("capability") in CAPABILITIES:
-            self.capabilities[body["capability"]] = Seen(body, now)
+        elif isinstance(message, CapabilityStatus) and message.capability in CAPABILITIES:
+            self.capabilities[message.capability] = Seen(message, now)
             self.messages["capabilityStatus"] = self.messages.get("capabilityStatus", 0) + 1
         else:
             self.invalid += 1
@@ -137,13 +137,13 @@ class SiteCollector(Collector):
         age = GaugeMetricFamily("energy_edge_asset_telemetry_age_seconds",
                                 "Seconds since the asset's last telemetry reached the exporter.", labels=ASSET_LABELS)
         for asset_id, seen in sorted(state.assets.items()):
-            body = seen.body
-            labels = [str(body.get("site_id", "")), asset_id, str(body["asset_type"])]
+            telemetry = seen.message
+            labels = [telemetry.site_id, asset_id, telemetry.asset_type]
             age.add_metric(labels, max(0.0, now - seen.at_s))
             for point in POINTS:
-                if point.asset_type not in (None, body["asset_type"]):
+                if point.asset_type not in (None, telemetry.asset_type):
                     continue
-                value = _number(body.get(point.field))
+                value = _number(getattr(telemetry, point.field))
                 if value is not None:
                     families[point.metric].add_metric(labels, value * point.scale)
         yield from families.values()
@@ -178,13 +178,13 @@ class SiteCollector(Collector):
                                         "Seconds since the controller last reported its site summary.",
                                         labels=site_labels)
         if state.summary is not None:
-            body = state.summary.body
-            site = [str(body.get("site_id", ""))]
+            summary = state.summary.message
+            site = [summary.site_id]
             for name in MODES:
-                mode.add_metric([*site, name], 1.0 if body.get("mode") == name else 0.0)
-            for family, key in ((limit, "import_limit_kw"), (margin, "margin_kw"), (average, "grid_import_avg_kw"),
-                                (peak, "grid_import_max_kw")):
-                value = _number(body.get(key))
+                mode.add_metric([*site, name], 1.0 if summary.mode == name else 0.0)
+            for family, value_kw in ((limit, summary.import_limit_kw), (margin, summary.margin_kw),
+                                     (average, summary.grid_import_avg_kw), (peak, summary.grid_import_max_kw)):
+                value = _number(value_kw)
                 if value is not None:
                     family.add_metric(site, value * 1e3)
             summary_age.add_metric(site, max(0.0, now - state.summary.at_s))
@@ -195,8 +195,9 @@ class SiteCollector(Collector):
                                      "1 when more than one source reports the capability active.",
                                      labels=["site_id", "capability"])
         for name, seen in sorted(state.capabilities.items()):
-            labels = [str(seen.body.get("site_id", "")), name]
-            active.add_metric(labels, 1.0 if seen.body.get("state") == "ON" else 0.0)
-            conflict.add_metric(labels, 1.0 if seen.body.get("conflict") else 0.0)
+            capability = seen.message
+            labels = [capability.site_id, name]
+            active.add_metric(labels, 1.0 if capability.state == "ON" else 0.0)
+            conflict.add_metric(labels, 1.0 if capability.conflict else 0.0)
         yield active
         yield conflict

@@ -8,16 +8,18 @@ Priorities, highest first, each a constraint on the site battery power P (+ disc
 4. export limit P ≤ g + max_export: never discharge into export beyond the limit
 5. balancing    the preferred P inside what is left: toward the grid setpoint, above the reserve, with
                 deadband, hysteresis and a ramp so it never flickers between charge and discharge
-6. boiler       soaks up the PV surplus the batteries leave, holds off during peaks
+6. boiler       soaks up the PV surplus the batteries leave, holds off during peaks (flexibility.py)
 
 where g is the import with neither the batteries nor discretionary heating. PV is curtailed only
-if export still exceeds the limit after batteries and boilers.
+if export still exceeds the limit after batteries and boilers. An operator's solar or boiler dispatch
+replaces the automatic command last, in every mode (dispatch.py). The limit comes from the planner
+(planner.py); the split across batteries from allocation.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -25,14 +27,23 @@ from controller_module.core.allocation import Unit, derated_limits, energy_limit
 from controller_module.core.capability import CapabilityState, SourceReading, combine
 from controller_module.core.config import ControllerConfig
 from controller_module.core.constraints import Interval
-from controller_module.core.planner import (
-    QUARTERS_PER_DAY,
-    BatteryEnvelope,
-    LoadHistory,
-    hindsight_threshold,
-    plan_threshold,
+from controller_module.core.dispatch import (
+    Dispatch,
+    DispatchOutcome,
+    NotDispatchable,
+    override_boilers,
+    override_solar,
 )
-from controller_module.core.state import QUARTER_S, QuarterTracker, SiteState
+from controller_module.core.flexibility import (
+    BoilerCommand,
+    BoilerMode,
+    boiler_commands,
+    curtailment,
+    normal,
+    soaking_kw,
+)
+from controller_module.core.planner import LimitPlanner, LoadHistory
+from controller_module.core.state import QUARTER_S, BatteryView, MeterView, QuarterTracker, SiteState
 from controller_module.core.tariff import DemandLedger
 
 
@@ -42,28 +53,6 @@ class Mode(str, Enum):
     PEAK_SHAVING = "peak_shaving"
     BALANCING = "balancing"
     IDLE = "idle"
-
-
-class BoilerMode(str, Enum):
-    NORMAL = "normal"  # its own thermostat at the normal setpoint, full power
-    SOAK = "soak"  # heat with PV surplus up to the soak setpoint, at a power limit
-    HOLD = "hold"  # heater off during a peak
-
-
-@dataclass(frozen=True)
-class BoilerCommand:
-    mode: BoilerMode
-    power_kw: float  # heater power limit (SOAK), rating (NORMAL), 0 (HOLD)
-    setpoint_c: float
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """An operator's override: `asset_id` None = the whole site's batteries."""
-
-    power_kw: float
-    until: dt.datetime
-    asset_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +80,23 @@ class Decision:
     status: Status
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What a cycle reads from the site, in the quantities the priorities are written in."""
+
+    batteries: list[BatteryView]  # under control: online, no fault, fresh, SOC known
+    p_now: float  # their power now, kW, + discharge
+    g_flex: float  # import without these batteries and without the heating that is ours to move, kW
+
+
+@dataclass(frozen=True)
+class Aim:
+    limit_kw: float | None
+    limit_source: str
+    target_kw: float | None  # what the controller aims at in this quarter
+    peak_need_kw: float  # the discharge the free batteries owe the target (−inf: no peak to shave)
+
+
 @dataclass
 class Memory:
     """What the controller carries from cycle to cycle (and persists across restarts)."""
@@ -103,7 +109,8 @@ class Memory:
     balance_direction: int = 0  # last balancing direction: −1 charging, +1 discharging, 0 none
     idle_since: dt.datetime | None = None
     last_time: dt.datetime | None = None
-    dispatches: list[Dispatch] = field(default_factory=list)
+    dispatches: list[Dispatch] = field(default_factory=list)  # the site's and single batteries'
+    overrides: dict[str, Dispatch] = field(default_factory=dict)  # solar and boiler dispatch, by asset id
     planned_threshold_kw: float | None = None
     planned_at: dt.datetime | None = None
     month_floor_kw: float = 0.0  # hindsight threshold of the last month's quarters (see planner.py)
@@ -135,92 +142,153 @@ class Memory:
         self.ledger, self.ledger_record = None, dict(record.get("tariff_ledger", {}))
 
 
-PLAN_EVERY = dt.timedelta(minutes=15)
 REVERSAL_MEMORY = dt.timedelta(minutes=5)
 RESERVE_BAND_PCT = 2.0
-PLAN_HORIZON_QUARTERS = 96
-# the coming day planned as if it came twice: a one-pass plan spends the battery by the horizon's end, and on
-# a month's first days (no peak set yet) aimed at 20 kW where 42 were needed, then met a cloudy morning empty
-PLAN_REPEATS = 2
-# never plan below this share of the month floor: 0.7-0.8 measured alike, 0.9 and 1.0 held too high a limit
-# whenever the load falls from one month to the next (benchmarks/README.md, change 7)
-MONTH_FLOOR_SHARE = 0.8
-MONTH_FLOOR_MIN_DAYS = 7  # fewer days of quarters say too little about a month's hardest day
-COLD_START_MIN_HOURS = 2.0  # without history, the energy is spread over the hours left today, at least these
 
 
 class Controller:
     def __init__(self, config: ControllerConfig, memory: Memory | None = None) -> None:
-        self.config = config
         self.memory = memory or Memory()
+        self.planner = LimitPlanner(config, self.memory)
+        self.config = config
+
+    @property
+    def config(self) -> ControllerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: ControllerConfig) -> None:
+        # the module hands a new configuration in each cycle (twin patches): the planner plans against it too
+        self._config = self.planner.config = config
 
     # ------------------------------------------------------------ the cycle
 
     def step(self, site: SiteState) -> Decision:
+        """One cycle: read the site, guard (a meter to believe), compute the site battery power by priority and
+        its split, then the boilers and PV, and hand out the decision the module writes."""
         cfg, mem = self.config, self.memory
         now = site.now
         dt_s = (now - mem.last_time).total_seconds() if mem.last_time else cfg.cycle_s
         mem.last_time = now
-        mem.dispatches = [d for d in mem.dispatches if d.until > now]
+        self._expire_dispatches(now)
 
         meter = site.meter
         if meter is None or not meter.online or meter.age_s > cfg.meter_stale_s:
-            return self._fail_safe(site, _meter_problem(meter, cfg.meter_stale_s))
-
-        # read: import without batteries and without discretionary (soaking) heating
-        batteries = [b for b in site.batteries
-                     if b.online and b.fault is None and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
-        p_now = sum(b.power_kw for b in batteries)
-        heat_now = -site.boiler_power_kw
-        g = meter.grid_import_kw + p_now
-        g_flex = g - self._soaking_kw(site, heat_now)
-        mem.quarters.add(now, meter.grid_import_kw)
-        pv_now = sum(s.power_kw for s in site.solars if s.online)
-        self._learn(now, g + pv_now, pv_now)
+            return self._operator_overrides(self._fail_safe(site, _meter_problem(meter, cfg.meter_stale_s)))
+        read = self._read(site, meter)
 
         # per-asset dispatch: those units are fixed and leave the automatic allocation
-        fixed = {d.asset_id: d.power_kw for d in mem.dispatches if d.asset_id}
-        free = [b for b in batteries if b.asset_id not in fixed]
+        fixed_kw = {b.asset_id: self._clamp_unit(b, d.power_kw, dt_s)
+                    for b in read.batteries for d in mem.dispatches if d.asset_id == b.asset_id}
+        free = [b for b in read.batteries if b.asset_id not in fixed_kw]
         units = self._units(free, dt_s)
-        p_fixed = sum(self._clamp_unit(b, fixed[b.asset_id], dt_s) for b in batteries if b.asset_id in fixed)
+        p_fixed = sum(fixed_kw.values())
+        g_free = read.g_flex - p_fixed  # the import the free batteries answer for
 
-        # guard + compute: narrow the interval by priority
+        # the site battery power: each priority narrows the interval (core/constraints.py)
         box = Interval(-sum(u.max_charge_kw for u in units), sum(u.max_discharge_kw for u in units))
         box.trace.append(("safety", box.low, box.high))
         site_dispatch = next((d for d in mem.dispatches if d.asset_id is None), None)
         if site_dispatch:
             box.exactly(site_dispatch.power_kw - p_fixed, "dispatch")
-        limit_kw, limit_source = self._limit(now, g_flex, free, units)
-        target_kw = None
-        peak_need = float("-inf")
-        if cfg.peak_shaving_enabled and limit_kw is not None:
-            target_kw = self._quarter_target(limit_kw - cfg.limit_margin_kw)
-            peak_need = g_flex - p_fixed - target_kw
-            box.at_least(peak_need, "peak_shaving")
+        aim = self._aim(now, read.g_flex, g_free, free, units)
+        if aim.target_kw is not None:
+            box.at_least(aim.peak_need_kw, "peak_shaving")
         if cfg.max_export_kw is not None:
-            box.at_most(g_flex - p_fixed + cfg.max_export_kw, "export_limit")
-        wanted = self._balancing(g_flex - p_fixed, units, dt_s, peak_need, now)
-        p_free = box.pick(wanted)
+            box.at_most(g_free + cfg.max_export_kw, "export_limit")
+        p_free = box.pick(self._balancing(g_free, units, dt_s, aim.peak_need_kw, now))
         mem.balance_kw = p_free
 
-        # write: allocation, boilers, PV
-        setpoints = split(p_free, units, cfg.min_soc_pct, cfg.max_soc_pct)
-        for b in batteries:
-            if b.asset_id in fixed:
-                setpoints[b.asset_id] = self._clamp_unit(b, fixed[b.asset_id], dt_s)
-        for b in site.batteries:  # a faulted battery takes no share; it is asked to hold (and so retried)
-            if b.online and b.fault is not None:
-                setpoints.setdefault(b.asset_id, 0.0)
+        # the decision: the split, the boilers with what the batteries leave, PV only past the export limit
+        setpoints = self._allocate(site, p_free, units, fixed_kw)
         p_total = sum(setpoints.values())
         # the billing quarter holds the import expected with the new setpoints, not the reading taken before
-        mem.quarters.revise(meter.grid_import_kw + p_now - p_total)
-        headroom_kw = float("inf") if target_kw is None else target_kw - (g_flex - p_total)
-        boilers, soak_kw = self._boilers(site, g_flex - p_total, headroom_kw)
-        solar = self._curtail(site, g_flex + soak_kw - p_total)
+        mem.quarters.revise(meter.grid_import_kw + read.p_now - p_total)
+        headroom_kw = float("inf") if aim.target_kw is None else aim.target_kw - (read.g_flex - p_total)
+        boilers, soak_kw = boiler_commands(cfg, site, read.g_flex - p_total, headroom_kw)
+        solar = curtailment(cfg, site, read.g_flex + soak_kw - p_total)
 
-        mode = self._mode(site_dispatch is not None or bool(fixed), peak_need > 0, p_total)
-        status = self._status(site, mode, _reason(mode, box), limit_kw, limit_source, target_kw, p_total, box)
-        return Decision(setpoints, solar, boilers, status)
+        dispatched = site_dispatch is not None or any(d.asset_id for d in mem.dispatches)
+        mode = self._mode(dispatched, aim.peak_need_kw > 0, p_total)
+        status = self._status(site, mode, _reason(mode, box), aim.limit_kw, aim.limit_source, aim.target_kw,
+                              p_total, box)
+        return self._operator_overrides(Decision(setpoints, solar, boilers, status))
+
+    def dispatch(self, order: Dispatch, asset_type: str | None, site: SiteState) -> DispatchOutcome:
+        """Take an operator's dispatch (in place of the same target's earlier one) and say what it does now.
+
+        `asset_type` is the dispatched asset's type (None: the site's batteries, `order.asset_id` None). A site
+        dispatch is split across the batteries online as the allocation would split it; NotDispatchable for a
+        meter."""
+        mem = self.memory
+        if order.asset_id is None:
+            units = self._units([b for b in site.batteries if b.online and b.soc_pct is not None])
+            shares = split(order.power_kw, units, self.config.min_soc_pct, self.config.max_soc_pct)
+            applied_kw = round(sum(shares.values()), 3)
+            mem.dispatches = [d for d in mem.dispatches if d.asset_id is not None]
+            mem.dispatches.append(order)
+            return DispatchOutcome(shares, applied_kw, abs(applied_kw - order.power_kw) > 0.01)
+        if asset_type == "battery":
+            mem.dispatches = [d for d in mem.dispatches if d.asset_id != order.asset_id]
+            mem.dispatches.append(order)
+        elif asset_type in ("solar", "boiler"):
+            mem.overrides[order.asset_id] = order
+        else:
+            raise NotDispatchable(f"{order.asset_id} ({asset_type}) cannot be dispatched")
+        return DispatchOutcome({order.asset_id: order.power_kw}, order.power_kw, False)
+
+    # ------------------------------------------------------------ read, aim, allocate, override
+
+    def _expire_dispatches(self, now: dt.datetime) -> None:
+        mem = self.memory
+        mem.dispatches = [d for d in mem.dispatches if d.until > now]
+        mem.overrides = {asset_id: d for asset_id, d in mem.overrides.items() if d.until > now}
+
+    def _read(self, site: SiteState, meter: MeterView) -> Reading:
+        """The batteries under control and the import the priorities are written in; feeds the quarter tracker
+        and the planner's history."""
+        cfg, mem, now = self.config, self.memory, site.now
+        batteries = [b for b in site.batteries
+                     if b.online and b.fault is None and b.age_s <= cfg.asset_stale_s and b.soc_pct is not None]
+        p_now = sum(b.power_kw for b in batteries)
+        heat_now = -site.boiler_power_kw
+        g = meter.grid_import_kw + p_now
+        g_flex = g - soaking_kw(cfg, site, heat_now)
+        mem.quarters.add(now, meter.grid_import_kw)
+        pv_now = sum(s.power_kw for s in site.solars if s.online)
+        self.planner.learn(now, g + pv_now, pv_now)
+        return Reading(batteries, p_now, g_flex)
+
+    def _aim(self, now: dt.datetime, g_flex: float, g_free: float, free: list[BatteryView], units: list[Unit]
+             ) -> Aim:
+        """The limit (planned or configured), what to aim at in this quarter, and how much the free batteries
+        must discharge for it (−inf: no peak to shave)."""
+        cfg = self.config
+        limit_kw, limit_source = self.planner.limit(now, g_flex, free, units)
+        if not cfg.peak_shaving_enabled or limit_kw is None:
+            return Aim(limit_kw, limit_source, None, float("-inf"))
+        target_kw = self._quarter_target(limit_kw - cfg.limit_margin_kw)
+        return Aim(limit_kw, limit_source, target_kw, g_free - target_kw)
+
+    def _allocate(self, site: SiteState, p_free: float, units: list[Unit], fixed_kw: dict[str, float]
+                  ) -> dict[str, float]:
+        """Setpoints per battery: the free batteries' split of `p_free`, the dispatched ones' own, 0 for the
+        faulted ones (they take no share; asked to hold, they are retried)."""
+        cfg = self.config
+        setpoints = split(p_free, units, cfg.min_soc_pct, cfg.max_soc_pct)
+        setpoints.update(fixed_kw)
+        for b in site.batteries:
+            if b.online and b.fault is not None:
+                setpoints.setdefault(b.asset_id, 0.0)
+        return setpoints
+
+    def _operator_overrides(self, decision: Decision) -> Decision:
+        """The operator's solar and boiler dispatches in place of the automatic commands (core/dispatch.py)."""
+        overrides = self.memory.overrides
+        if not overrides:
+            return decision
+        return replace(decision, solar_limit_kw=override_solar(decision.solar_limit_kw, overrides),
+                       boiler=override_boilers(decision.boiler, overrides, self.config))
 
     # ------------------------------------------------------------ pieces
 
@@ -244,220 +312,36 @@ class Controller:
     def _fail_safe(self, site: SiteState, why: str) -> Decision:
         self.memory.balance_kw, self.memory.balance_direction = 0.0, 0
         hold = {b.asset_id: 0.0 for b in site.batteries if b.online}
-        boilers = {b.asset_id: self._normal(b) for b in site.boilers if b.online}
+        boilers = {b.asset_id: normal(self.config, b) for b in site.boilers if b.online}
         solar: dict[str, float | None] = {s.asset_id: None for s in site.solars if s.online}
         status = self._status(site, Mode.FAIL_SAFE, why, self.config.import_limit_kw,
                               "twin" if self.config.import_limit_kw is not None else "none", None, 0.0, None)
         return Decision(hold, solar, boilers, status)
 
-    def _is_soaking(self, boiler: Any) -> bool:
-        """Heating above the normal setpoint band is ours to move; below it the boiler heats on its own."""
-        temp = boiler.water_temp_c
-        return bool(boiler.online and temp is not None and temp > self.config.boiler_normal_setpoint_c + 1)
-
-    def _soaking_kw(self, site: SiteState, heat_now: float) -> float:
-        """Heating that is ours to move (left out of the import the batteries answer for)."""
-        soaking = sum(-b.power_kw for b in site.boilers if self._is_soaking(b))
-        return min(soaking, heat_now)
-
-    def _unit_limits(self, b: Any, cycle_s: float) -> tuple[float, float]:
+    def _unit_limits(self, b: BatteryView, cycle_s: float) -> tuple[float, float]:
         """(charge, discharge) the unit can do now: rating tapered near floor and ceiling, and what one more
         cycle of the same setpoint leaves inside the SOC window."""
         cfg = self.config
+        assert b.soc_pct is not None, "only batteries with a known SOC are controlled (step and dispatch filter)"
         charge, discharge = derated_limits(b.soc_pct, b.max_charge_kw, b.max_discharge_kw, cfg.min_soc_pct,
                                            cfg.max_soc_pct)
         energy_charge, energy_discharge = energy_limits(b.soc_pct, b.capacity_kwh or 0.0, cfg.min_soc_pct,
                                                         cfg.max_soc_pct, cycle_s)
         return min(charge, energy_charge), min(discharge, energy_discharge)
 
-    def _units(self, batteries: list[Any], cycle_s: float | None = None) -> list[Unit]:
+    def _units(self, batteries: list[BatteryView], cycle_s: float | None = None) -> list[Unit]:
         """Allocation units; `cycle_s` is how long the setpoint will be held (default: the configured cycle)."""
         cycle = self.config.cycle_s if cycle_s is None else cycle_s
         units = []
         for b in batteries:
             charge, discharge = self._unit_limits(b, cycle)
+            assert b.soc_pct is not None  # (checked in _unit_limits; for the type checker)
             units.append(Unit(b.asset_id, b.soc_pct, b.capacity_kwh or 0.0, charge, discharge))
         return units
 
-    def _clamp_unit(self, battery: Any, power_kw: float, cycle_s: float) -> float:
+    def _clamp_unit(self, battery: BatteryView, power_kw: float, cycle_s: float) -> float:
         charge, discharge = self._unit_limits(battery, cycle_s)
         return max(-charge, min(discharge, power_kw))
-
-    def _learn(self, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
-        """Feed the history with completed quarters of load (without battery and PV) and of PV output."""
-        mem = self.memory
-        # compare the last completed quarter, not the list's length: the tracker keeps only a month of them,
-        # so once full its length no longer grows (the history stopped learning after 31 days)
-        before = mem.load_quarter.completed[-1][0] if mem.load_quarter.completed else None
-        mem.load_quarter.add(now, load_kw)
-        mem.pv_quarter.add(now, pv_kw)
-        if mem.load_quarter.completed and mem.load_quarter.completed[-1][0] != before:
-            start_s, load_avg = mem.load_quarter.completed[-1]
-            pv_avg = mem.pv_quarter.completed[-1][1]  # both trackers take the same instants: same quarters
-            mem.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), load_avg, pv_avg)
-
-    def _limit(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
-               ) -> tuple[float | None, str]:
-        cfg, mem = self.config, self.memory
-        if cfg.import_limit_kw is not None:
-            return cfg.import_limit_kw, "twin"
-        billed_kw = self._billed_kw(now)
-        if self._charges_differ():
-            by_charge = self._limit_by_charge(now, g_now, batteries, units)
-            if by_charge is not None:
-                return by_charge
-        planning = self._due_forecast(now, g_now, units)
-        if planning is not None:
-            start, forecast = planning
-            mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
-                                                      repeats=PLAN_REPEATS,
-                                                      active=self._billed_quarters(start, len(forecast)))
-        if billed_kw is None:
-            return None, "outside tariff windows"  # nothing is billed now: no limit, the battery refills freely
-        if mem.planned_threshold_kw is not None:
-            floor_kw = MONTH_FLOOR_SHARE * self._month_floor(now, batteries, units)
-            limit_kw = max(mem.planned_threshold_kw, billed_kw)
-            return (limit_kw, "planned") if limit_kw >= floor_kw else (floor_kw, "month floor")
-        # no history yet: the rule (OpenEMS style) with a fixed threshold, never below what is billed already;
-        # recharging happens below it within the headroom, as in every mode
-        if cfg.rule_threshold_kw is not None:
-            return max(cfg.rule_threshold_kw, billed_kw), "rule"
-        # (with a tariff other than the default, also while nothing is billed yet: a window's first quarter of
-        # the year is in the day, and refilling without a limit there billed 210 kW where 189 were the load)
-        if billed_kw > 0 or (units and not cfg.tariff.is_monthly_all_hours):
-            # hold the billed peak, but shave no faster than the batteries can keep up until midnight: a peak
-            # set overnight, held through the morning's ramp, emptied the battery by noon on the first day
-            if not units:
-                return billed_kw, "rule"
-            return max(billed_kw, g_now - self._sustainable_kw(now, batteries, units)), "rule"
-        return None, "none"
-
-    # ------------------------------------------------------------ the tariff (core/tariff.py)
-
-    def _billed_kw(self, now: dt.datetime) -> float | None:
-        """The import up to which nothing more is billed now: the tariff's billed demand so far (the month's
-        peak for the default tariff, as the quarter tracker keeps it); None when no demand charge counts now."""
-        mem, tariff = self.memory, self.config.tariff
-        if tariff.is_monthly_all_hours:
-            return mem.quarters.month_peak_kw
-        if mem.ledger is None or mem.ledger.tariff != tariff:
-            mem.ledger = DemandLedger.from_record(tariff, mem.ledger_record)
-            mem.ledger_quarter_s = mem.quarters.completed[-1][0] if mem.quarters.completed else None
-        for start_s, mean_kw in mem.quarters.completed[-8:]:  # the quarters completed since the last cycle
-            if mem.ledger_quarter_s is None or start_s > mem.ledger_quarter_s:
-                mem.ledger.add_quarter(dt.datetime.fromtimestamp(start_s, now.tzinfo), mean_kw, QUARTER_S)
-                mem.ledger_quarter_s = start_s
-        # the quarter under way counts already: a new period starts with nothing billed
-        return mem.ledger.free_kw(now)
-
-    def _charges_differ(self) -> bool:
-        """Do the tariff's demand charges count at different times (on-peak beside all-hours, §19 windows)?"""
-        charges = self.config.tariff.demand_charges
-        return len({c.windows for c in charges}) > 1
-
-    def _due_forecast(self, now: dt.datetime, g_now: float, units: list[Unit]
-                      ) -> tuple[dt.datetime, list[float]] | None:
-        """(start of this quarter, the forecast from it) when a plan is due (every PLAN_EVERY), else None; the
-        forecast's first quarter is the present, which is known."""
-        mem = self.memory
-        if mem.planned_at is not None and now - mem.planned_at < PLAN_EVERY:
-            return None
-        mem.planned_at = now
-        start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
-        forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
-        if forecast is None or not units:
-            return None
-        forecast[0] = g_now
-        return start, forecast
-
-    def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[Any], units: list[Unit]
-                         ) -> tuple[float | None, str] | None:
-        """Each charge planned over its own quarters (refilling outside them), never below what it bills already
-        or below its share of the month floor; the limit now is the lowest of the charges counting now: an
-        on-peak window is held lower than the all-hours peak. None until there is a plan (then the common
-        path's cold start applies)."""
-        mem, charges = self.memory, self.config.tariff.demand_charges
-        planning = self._due_forecast(now, g_now, units)
-        if planning is not None:
-            start, forecast = planning
-            times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
-            envelope = self._envelope(batteries, units)
-            mem.charge_thresholds_kw = [
-                plan_threshold(forecast, envelope, repeats=PLAN_REPEATS,
-                               active=[c.counts_at(t) for t in times] if c.windows else None)
-                for c in charges]
-        if mem.charge_thresholds_kw is None or mem.ledger is None:
-            return None
-        floors = self._charge_floors(now, batteries, units)
-        best: tuple[float, str] | None = None
-        for i, charge in enumerate(charges):
-            if not charge.counts_at(now):
-                continue
-            planned_kw = max(mem.charge_thresholds_kw[i], mem.ledger.billed_kw(i, now))
-            floor_kw = MONTH_FLOOR_SHARE * floors[i] if i < len(floors) else 0.0
-            candidate = (planned_kw, "planned") if planned_kw >= floor_kw else (floor_kw, "month floor")
-            if best is None or candidate[0] < best[0]:
-                best = candidate
-        return (None, "outside tariff windows") if best is None else best
-
-    def _charge_floors(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> list[float]:
-        """Per charge, the month floor over its own quarters of the last month (once a day)."""
-        mem = self.memory
-        day = now.date().isoformat()
-        if day == mem.charge_floor_day or not units:
-            return mem.charge_floors_kw
-        mem.charge_floor_day = day
-        loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed
-        if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
-            past_net_kw = [load - pv for (_, load), (_, pv) in zip(loads, pvs, strict=True)]
-            times = [dt.datetime.fromtimestamp(start_s, now.tzinfo) for start_s, _ in loads]
-            envelope = self._envelope(batteries, units)
-            mem.charge_floors_kw = [
-                hindsight_threshold(past_net_kw, envelope, active=[c.counts_at(t) for t in times] if c.windows
-                                    else None)
-                for c in self.config.tariff.demand_charges]
-        return mem.charge_floors_kw
-
-    def _billed_quarters(self, start: dt.datetime, quarters: int) -> list[bool] | None:
-        """Which of the quarters from `start` on bill demand (None: all of them, as without time windows)."""
-        return self._billed_at([start + dt.timedelta(seconds=k * QUARTER_S) for k in range(quarters)])
-
-    def _billed_at(self, times: list[dt.datetime]) -> list[bool] | None:
-        tariff = self.config.tariff
-        if all(not c.windows for c in tariff.demand_charges):
-            return None
-        return [tariff.demand_counts_at(t) for t in times]
-
-    def _envelope(self, batteries: list[Any], units: list[Unit]) -> BatteryEnvelope:
-        """The site's batteries as one, for day-long plans: the ratings (the taper near floor and ceiling is a
-        matter of minutes) and the energy within the configured SOC window."""
-        cfg = self.config
-        return BatteryEnvelope(
-            energy_kwh=sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
-            capacity_kwh=sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
-            max_charge_kw=sum(b.max_charge_kw for b in batteries),
-            max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
-        )
-
-    def _sustainable_kw(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
-        """The discharge the batteries' energy would last at until midnight (at least COLD_START_MIN_HOURS)."""
-        envelope = self._envelope(batteries, units)
-        hours_left = max(COLD_START_MIN_HOURS, 24 - now.hour - now.minute / 60)
-        return min(envelope.max_discharge_kw, envelope.energy_kwh * envelope.discharge_efficiency / hours_left)
-
-    def _month_floor(self, now: dt.datetime, batteries: list[Any], units: list[Unit]) -> float:
-        """The hindsight threshold of the last month of actual quarters, recomputed once a day."""
-        mem = self.memory
-        day = now.date().isoformat()
-        if day == mem.month_floor_day or not units:
-            return mem.month_floor_kw
-        mem.month_floor_day = day
-        loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed  # the same quarters, a month of them
-        if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
-            past_net_kw = [load - pv for (_, load), (_, pv) in zip(loads, pvs, strict=True)]
-            active = self._billed_at([dt.datetime.fromtimestamp(start_s, now.tzinfo) for start_s, _ in loads])
-            mem.month_floor_kw = hindsight_threshold(past_net_kw, self._envelope(batteries, units), active=active)
-        return mem.month_floor_kw
 
     def _balancing(self, g_free: float, units: list[Unit], dt_s: float, peak_need: float, now: dt.datetime
                    ) -> float:
@@ -498,57 +382,6 @@ class Controller:
         elif now - mem.idle_since > REVERSAL_MEMORY:
             mem.balance_direction = 0
         return wanted
-
-    def _normal(self, boiler: Any) -> BoilerCommand:
-        return BoilerCommand(BoilerMode.NORMAL, boiler.rated_kw or 0.0, self.config.boiler_normal_setpoint_c)
-
-    def _boilers(self, site: SiteState, import_after_batteries: float, headroom_kw: float
-                 ) -> tuple[dict[str, BoilerCommand], float]:
-        """Soak up the surplus the batteries leave; hold off when heating would push import past the
-        target, unless the water is too cold. Hold and release use the same test (would the heater's
-        full power fit under the target?), so a boiler does not toggle as its own draw comes and goes."""
-        cfg = self.config
-        commands: dict[str, BoilerCommand] = {}
-        surplus = max(0.0, -import_after_batteries)
-        soak_total = 0.0
-        for b in site.boilers:
-            if not b.online or b.age_s > cfg.asset_stale_s:
-                continue
-            temp = b.water_temp_c
-            low = b.min_temp_c if b.min_temp_c is not None else cfg.boiler_normal_setpoint_c - 10
-            soak_setpoint = min(cfg.boiler_soak_setpoint_c, b.max_temp_c or cfg.boiler_soak_setpoint_c)
-            own_draw = max(0.0, -b.power_kw)
-            if headroom_kw + own_draw < (b.rated_kw or 0.0) and temp is not None and temp > low + 1:
-                commands[b.asset_id] = BoilerCommand(BoilerMode.HOLD, 0.0, cfg.boiler_normal_setpoint_c)
-            elif cfg.boiler_enabled and surplus > cfg.deadband_kw and temp is not None and temp < soak_setpoint - 1:
-                # a boiler heating on its own thermostat is already in the import: only the extra counts
-                already = 0.0 if self._is_soaking(b) else own_draw
-                power = round(min(b.rated_kw or 0.0, surplus + already), 1)
-                extra = max(0.0, power - already)
-                surplus -= extra
-                soak_total += extra
-                commands[b.asset_id] = BoilerCommand(BoilerMode.SOAK, power, soak_setpoint)
-            else:
-                commands[b.asset_id] = self._normal(b)
-        return commands, soak_total
-
-    def _curtail(self, site: SiteState, import_after_all: float) -> dict[str, float | None]:
-        """PV output limits: only when export would still exceed the limit (split by rating)."""
-        cfg = self.config
-        solars = [s for s in site.solars if s.online and s.age_s <= cfg.asset_stale_s]
-        if cfg.max_export_kw is None or not solars:
-            return {s.asset_id: None for s in solars}
-        excess = -import_after_all - cfg.max_export_kw  # > 0: too much export
-        curtailed = any(s.limit_pct is not None and s.limit_pct < 100 for s in solars)
-        if excess <= 0 and not curtailed:
-            return {s.asset_id: None for s in solars}
-        pv_now = sum(max(0.0, s.power_kw) for s in solars)
-        rated = [s.rated_kw or max(s.power_kw, 1.0) for s in solars]
-        total_limit = pv_now - excess
-        if total_limit >= sum(rated) - 1e-6:
-            return {s.asset_id: None for s in solars}
-        total_limit = max(0.0, total_limit)
-        return {s.asset_id: round(total_limit * r / sum(rated), 2) for s, r in zip(solars, rated, strict=True)}
 
     def _mode(self, dispatched: bool, peak_active: bool, p_total: float) -> Mode:
         if dispatched:
@@ -615,7 +448,7 @@ class Controller:
         }
 
 
-def _meter_problem(meter: Any, stale_s: float) -> str:
+def _meter_problem(meter: MeterView | None, stale_s: float) -> str:
     """Why the meter cannot be believed, stable from cycle to cycle (the kind of fault, not its details)."""
     if meter is None:
         return "no meter"
@@ -635,5 +468,5 @@ def _reason(mode: Mode, box: Interval) -> str:
     }[mode] + limited
 
 
-__all__ = ["BoilerCommand", "BoilerMode", "CapabilityState", "Controller", "Decision", "Dispatch", "Memory",
-           "Mode", "SourceReading", "Status", "combine"]
+__all__ = ["BoilerCommand", "BoilerMode", "CapabilityState", "Controller", "Decision", "Dispatch", "DispatchOutcome",
+           "Memory", "Mode", "NotDispatchable", "SourceReading", "Status", "combine"]

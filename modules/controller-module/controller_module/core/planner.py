@@ -12,12 +12,12 @@ bisection the lowest threshold T such that a battery discharging above T and rec
 max(T, the month's peak already set): once a month's peak is billed, aiming lower buys nothing.
 The coming day is planned as if it came twice, so the plan leaves the battery able to do it again.
 The solver is a plain simulation, so it cannot fail; with no history there is no plan and the
-controller falls back to the configured limit or the rule (see controller.py).
+controller falls back to the configured limit or the rule (see `LimitPlanner.limit` below).
 
 Month floor: the lowest threshold a full battery could have held over the last month of actual quarters
 (`hindsight_threshold`), in hindsight. Some day of any month is that hard, so spending the battery to hold
 a plan far below it early in a month buys nothing and risks an empty battery when that day comes; the
-controller never aims below a share of it (see controller.py).
+controller never aims below a share of it (`MONTH_FLOOR_SHARE`, below).
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from controller_module.core.allocation import Unit
+from controller_module.core.config import ControllerConfig
+from controller_module.core.state import QUARTER_S, BatteryView
+from controller_module.core.tariff import DemandLedger
+
+if TYPE_CHECKING:  # the controller's memory, which the planner reads and writes (controller.py imports this module)
+    from controller_module.core.controller import Memory
 
 QUARTERS_PER_DAY = 96
 DAY_TYPES = 3  # weekday, Saturday, Sunday
@@ -244,3 +252,202 @@ def hindsight_threshold(past_net_kw: list[float], battery: BatteryEnvelope, acti
     """The lowest threshold a battery starting full could have held over quarters that have happened (over the
     `active` ones, where demand is billed; default all)."""
     return plan_threshold(past_net_kw, replace(battery, energy_kwh=battery.capacity_kwh), active=active)
+
+
+# ------------------------------------------------------------ the limit the controller guards
+
+PLAN_EVERY = dt.timedelta(minutes=15)
+PLAN_HORIZON_QUARTERS = 96
+# the coming day planned as if it came twice: a one-pass plan spends the battery by the horizon's end, and on
+# a month's first days (no peak set yet) aimed at 20 kW where 42 were needed, then met a cloudy morning empty
+PLAN_REPEATS = 2
+# never plan below this share of the month floor: 0.7-0.8 measured alike, 0.9 and 1.0 held too high a limit
+# whenever the load falls from one month to the next (benchmarks/README.md, change 7)
+MONTH_FLOOR_SHARE = 0.8
+MONTH_FLOOR_MIN_DAYS = 7  # fewer days of quarters say too little about a month's hardest day
+COLD_START_MIN_HOURS = 2.0  # without history, the energy is spread over the hours left today, at least these
+
+
+class LimitPlanner:
+    """Plans the import limit for the controller: learns the history, plans the threshold, keeps the month floor
+    and the tariff's billed demand. Reads and writes the controller's `Memory`, reads its configuration."""
+
+    def __init__(self, config: ControllerConfig, memory: Memory) -> None:
+        self.config = config
+        self.memory = memory
+
+    def learn(self, now: dt.datetime, load_kw: float, pv_kw: float) -> None:
+        """Feed the history with completed quarters of load (without battery and PV) and of PV output."""
+        mem = self.memory
+        # compare the last completed quarter, not the list's length: the tracker keeps only a month of them,
+        # so once full its length no longer grows (the history stopped learning after 31 days)
+        before = mem.load_quarter.completed[-1][0] if mem.load_quarter.completed else None
+        mem.load_quarter.add(now, load_kw)
+        mem.pv_quarter.add(now, pv_kw)
+        if mem.load_quarter.completed and mem.load_quarter.completed[-1][0] != before:
+            start_s, load_avg = mem.load_quarter.completed[-1]
+            pv_avg = mem.pv_quarter.completed[-1][1]  # both trackers take the same instants: same quarters
+            mem.history.add(dt.datetime.fromtimestamp(start_s, now.tzinfo), load_avg, pv_avg)
+
+    def limit(self, now: dt.datetime, g_now: float, batteries: list[BatteryView], units: list[Unit]
+               ) -> tuple[float | None, str]:
+        cfg, mem = self.config, self.memory
+        if cfg.import_limit_kw is not None:
+            return cfg.import_limit_kw, "twin"
+        billed_kw = self._billed_kw(now)
+        if self._charges_differ():
+            by_charge = self._limit_by_charge(now, g_now, batteries, units)
+            if by_charge is not None:
+                return by_charge
+        planning = self._due_forecast(now, g_now, units)
+        if planning is not None:
+            start, forecast = planning
+            mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
+                                                      repeats=PLAN_REPEATS,
+                                                      active=self._billed_quarters(start, len(forecast)))
+        if billed_kw is None:
+            return None, "outside tariff windows"  # nothing is billed now: no limit, the battery refills freely
+        if mem.planned_threshold_kw is not None:
+            floor_kw = MONTH_FLOOR_SHARE * self._month_floor(now, batteries, units)
+            limit_kw = max(mem.planned_threshold_kw, billed_kw)
+            return (limit_kw, "planned") if limit_kw >= floor_kw else (floor_kw, "month floor")
+        # no history yet: the rule (OpenEMS style) with a fixed threshold, never below what is billed already;
+        # recharging happens below it within the headroom, as in every mode
+        if cfg.rule_threshold_kw is not None:
+            return max(cfg.rule_threshold_kw, billed_kw), "rule"
+        # (with a tariff other than the default, also while nothing is billed yet: a window's first quarter of
+        # the year is in the day, and refilling without a limit there billed 210 kW where 189 were the load)
+        if billed_kw > 0 or (units and not cfg.tariff.is_monthly_all_hours):
+            # hold the billed peak, but shave no faster than the batteries can keep up until midnight: a peak
+            # set overnight, held through the morning's ramp, emptied the battery by noon on the first day
+            if not units:
+                return billed_kw, "rule"
+            return max(billed_kw, g_now - self._sustainable_kw(now, batteries, units)), "rule"
+        return None, "none"
+
+    # ------------------------------------------------------------ the tariff (core/tariff.py)
+
+    def _billed_kw(self, now: dt.datetime) -> float | None:
+        """The import up to which nothing more is billed now: the tariff's billed demand so far (the month's
+        peak for the default tariff, as the quarter tracker keeps it); None when no demand charge counts now."""
+        mem, tariff = self.memory, self.config.tariff
+        if tariff.is_monthly_all_hours:
+            return mem.quarters.month_peak_kw
+        if mem.ledger is None or mem.ledger.tariff != tariff:
+            mem.ledger = DemandLedger.from_record(tariff, mem.ledger_record)
+            mem.ledger_quarter_s = mem.quarters.completed[-1][0] if mem.quarters.completed else None
+        for start_s, mean_kw in mem.quarters.completed[-8:]:  # the quarters completed since the last cycle
+            if mem.ledger_quarter_s is None or start_s > mem.ledger_quarter_s:
+                mem.ledger.add_quarter(dt.datetime.fromtimestamp(start_s, now.tzinfo), mean_kw, QUARTER_S)
+                mem.ledger_quarter_s = start_s
+        # the quarter under way counts already: a new period starts with nothing billed
+        return mem.ledger.free_kw(now)
+
+    def _charges_differ(self) -> bool:
+        """Do the tariff's demand charges count at different times (on-peak beside all-hours, §19 windows)?"""
+        charges = self.config.tariff.demand_charges
+        return len({c.windows for c in charges}) > 1
+
+    def _due_forecast(self, now: dt.datetime, g_now: float, units: list[Unit]
+                      ) -> tuple[dt.datetime, list[float]] | None:
+        """(start of this quarter, the forecast from it) when a plan is due (every PLAN_EVERY), else None; the
+        forecast's first quarter is the present, which is known."""
+        mem = self.memory
+        if mem.planned_at is not None and now - mem.planned_at < PLAN_EVERY:
+            return None
+        mem.planned_at = now
+        start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+        forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
+        if forecast is None or not units:
+            return None
+        forecast[0] = g_now
+        return start, forecast
+
+    def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[BatteryView], units: list[Unit]
+                         ) -> tuple[float | None, str] | None:
+        """Each charge planned over its own quarters (refilling outside them), never below what it bills already
+        or below its share of the month floor; the limit now is the lowest of the charges counting now: an
+        on-peak window is held lower than the all-hours peak. None until there is a plan (then the common
+        path's cold start applies)."""
+        mem, charges = self.memory, self.config.tariff.demand_charges
+        planning = self._due_forecast(now, g_now, units)
+        if planning is not None:
+            start, forecast = planning
+            times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
+            envelope = self._envelope(batteries, units)
+            mem.charge_thresholds_kw = [
+                plan_threshold(forecast, envelope, repeats=PLAN_REPEATS,
+                               active=[c.counts_at(t) for t in times] if c.windows else None)
+                for c in charges]
+        if mem.charge_thresholds_kw is None or mem.ledger is None:
+            return None
+        floors = self._charge_floors(now, batteries, units)
+        best: tuple[float, str] | None = None
+        for i, charge in enumerate(charges):
+            if not charge.counts_at(now):
+                continue
+            planned_kw = max(mem.charge_thresholds_kw[i], mem.ledger.billed_kw(i, now))
+            floor_kw = MONTH_FLOOR_SHARE * floors[i] if i < len(floors) else 0.0
+            candidate = (planned_kw, "planned") if planned_kw >= floor_kw else (floor_kw, "month floor")
+            if best is None or candidate[0] < best[0]:
+                best = candidate
+        return (None, "outside tariff windows") if best is None else best
+
+    def _charge_floors(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> list[float]:
+        """Per charge, the month floor over its own quarters of the last month (once a day)."""
+        mem = self.memory
+        day = now.date().isoformat()
+        if day == mem.charge_floor_day or not units:
+            return mem.charge_floors_kw
+        mem.charge_floor_day = day
+        loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed
+        if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
+            past_net_kw = [load - pv for (_, load), (_, pv) in zip(loads, pvs, strict=True)]
+            times = [dt.datetime.fromtimestamp(start_s, now.tzinfo) for start_s, _ in loads]
+            envelope = self._envelope(batteries, units)
+            mem.charge_floors_kw = [
+                hindsight_threshold(past_net_kw, envelope, active=[c.counts_at(t) for t in times] if c.windows
+                                    else None)
+                for c in self.config.tariff.demand_charges]
+        return mem.charge_floors_kw
+
+    def _billed_quarters(self, start: dt.datetime, quarters: int) -> list[bool] | None:
+        """Which of the quarters from `start` on bill demand (None: all of them, as without time windows)."""
+        return self._billed_at([start + dt.timedelta(seconds=k * QUARTER_S) for k in range(quarters)])
+
+    def _billed_at(self, times: list[dt.datetime]) -> list[bool] | None:
+        tariff = self.config.tariff
+        if all(not c.windows for c in tariff.demand_charges):
+            return None
+        return [tariff.demand_counts_at(t) for t in times]
+
+    def _envelope(self, batteries: list[BatteryView], units: list[Unit]) -> BatteryEnvelope:
+        """The site's batteries as one, for day-long plans: the ratings (the taper near floor and ceiling is a
+        matter of minutes) and the energy within the configured SOC window."""
+        cfg = self.config
+        return BatteryEnvelope(
+            energy_kwh=sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
+            capacity_kwh=sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units),
+            max_charge_kw=sum(b.max_charge_kw for b in batteries),
+            max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
+        )
+
+    def _sustainable_kw(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
+        """The discharge the batteries' energy would last at until midnight (at least COLD_START_MIN_HOURS)."""
+        envelope = self._envelope(batteries, units)
+        hours_left = max(COLD_START_MIN_HOURS, 24 - now.hour - now.minute / 60)
+        return min(envelope.max_discharge_kw, envelope.energy_kwh * envelope.discharge_efficiency / hours_left)
+
+    def _month_floor(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
+        """The hindsight threshold of the last month of actual quarters, recomputed once a day."""
+        mem = self.memory
+        day = now.date().isoformat()
+        if day == mem.month_floor_day or not units:
+            return mem.month_floor_kw
+        mem.month_floor_day = day
+        loads, pvs = mem.load_quarter.completed, mem.pv_quarter.completed  # the same quarters, a month of them
+        if len(loads) >= MONTH_FLOOR_MIN_DAYS * QUARTERS_PER_DAY:
+            past_net_kw = [load - pv for (_, load), (_, pv) in zip(loads, pvs, strict=True)]
+            active = self._billed_at([dt.datetime.fromtimestamp(start_s, now.tzinfo) for start_s, _ in loads])
+            mem.month_floor_kw = hindsight_threshold(past_net_kw, self._envelope(batteries, units), active=active)
+        return mem.month_floor_kw
