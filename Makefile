@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# One distribution per tool (ARCHITECTURE.md, "Tool packages"); tools/cli is `energy-edge`, the front.
+TOOLS  := tools/emulator tools/simulator tools/run tools/bench tools/cli
 # Everything pip installs for development; a change to any of these re-runs the install.
-INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt \
+INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt $(TOOLS:%=%/pyproject.toml) \
                   $(wildcard modules/*/requirements.txt) $(wildcard modules/*/pyproject.toml) \
                   scripts/install-system-deps.sh
 
@@ -18,7 +20,8 @@ $(STAMP): $(INSTALL_INPUTS)
 	bash scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e shared -e '.[profiles]' \
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e shared \
+	    -e tools/emulator -e 'tools/simulator[profiles]' -e tools/run -e 'tools/bench[profiles]' -e tools/cli \
 	    $(foreach m,$(wildcard modules/*/pyproject.toml),-e $(dir $(m)))
 	touch $(STAMP)
 

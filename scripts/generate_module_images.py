@@ -8,7 +8,7 @@ An IoT Edge module is a folder under modules/ with `main.py`, `requirements.txt`
 `./shared`), a `pyproject.toml` (name, version) and one Python package. The image stages exactly what
 tests/modules/test_fresh_install.py stages: /app/shared, /app/requirements.txt, /app/main.py and the package;
 the build context is the repository root (module.json `contextPath` "../../"). `modules/site-simulator/`
-is the one folder of another kind: it runs `energy-edge sim` from the root distribution.
+is the one folder of another kind: it runs `energy-edge sim` from the tool distributions (tools/).
 
 Adding a module folder and running this script gives it its image files; tests/devops checks they are current.
 """
@@ -75,14 +75,16 @@ RUN python3 -m venv /opt/venv \\
 """
 
 SIMULATOR_DEPS = """\
-# Dependencies first (pinned); then the base package and the root distribution `energy-edge` without them.
+# Dependencies first (pinned); then the base package, the emulator, the simulator and the `energy-edge` front
+# (tools/cli) without them: the operator commands' and benchmarks' dependencies stay out.
 COPY modules/{folder}/requirements.txt ./requirements.txt
 RUN python3 -m venv /opt/venv \\
     && /opt/venv/bin/pip install --find-links /wheels -r requirements.txt
 COPY shared/ ./shared/
-COPY pyproject.toml README.md ./
-COPY tools/ ./tools/
-RUN /opt/venv/bin/pip install --find-links /wheels --no-deps ./shared .
+COPY tools/emulator/ ./tools/emulator/
+COPY tools/simulator/ ./tools/simulator/
+COPY tools/cli/ ./tools/cli/
+RUN /opt/venv/bin/pip install --find-links /wheels --no-deps ./shared ./tools/emulator ./tools/simulator ./tools/cli
 """
 
 RUNTIME = """
@@ -154,7 +156,7 @@ def discover() -> list[ModuleFolder]:
     found = []
     for path in sorted(p for p in MODULES.iterdir() if p.is_dir()):
         if path.name == SIMULATOR:
-            project = _project(ROOT / "pyproject.toml")
+            project = _project(ROOT / "tools" / "simulator" / "pyproject.toml")
             found.append(ModuleFolder(path, project["version"], "energy-edge site simulator (Modbus TCP devices)",
                                       None, SIMULATOR_PLATFORMS))
             continue

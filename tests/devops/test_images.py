@@ -170,20 +170,23 @@ def test_dockerignore_keeps_the_context_small_and_clean() -> None:
 
 
 def test_simulator_image_has_what_the_simulator_imports() -> None:
-    """The simulator installs energy-edge with --no-deps after its own pins: those must cover every module-level
-    third-party import of energy_edge.sim (the profile sources import demandlib and pvlib lazily, as an extra)
-    and agree with the root distribution's requirements."""
+    """The simulator image (also the tools image: it runs the emulator) installs the simulator's and the emulator's
+    distributions with --no-deps after its own pins: those must cover every module-level third-party import of
+    energy_edge.sim and energy_edge.hub (the profile sources import demandlib and pvlib lazily, as an extra) and
+    agree with those two distributions' requirements."""
     pins = {}
     for line in (MODULES / "site-simulator" / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             requirement = Requirement(line)
             pins[requirement.name.lower()] = requirement
-    declared = {Requirement(r).name.lower(): Requirement(r)
-                for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    declared = {Requirement(r).name.lower(): Requirement(r) for tool in ("simulator", "emulator")
+                for r in tomllib.loads((REPO / "tools" / tool / "pyproject.toml").read_text())["project"]
+                ["dependencies"]}
     distributions = packages_distributions()
     imported: set[str] = set()
-    for path in (REPO / "tools" / "energy_edge" / "sim").glob("*.py"):
+    for path in [*(REPO / "tools/simulator/energy_edge/sim").glob("*.py"),
+                 *(REPO / "tools/emulator/energy_edge/hub").rglob("*.py")]:
         for node in ast.parse(path.read_text()).body:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
@@ -194,7 +197,7 @@ def test_simulator_image_has_what_the_simulator_imports() -> None:
     assert imported and imported <= set(pins), f"not pinned for the simulator image: {imported - set(pins)}"
     for name, pin in pins.items():
         (version,) = [s.version for s in pin.specifier]
-        assert name in declared, f"{name} is pinned for the simulator but not a dependency of energy-edge"
+        assert name in declared, f"{name} is pinned for the simulator image but not a dependency of its tools"
         assert declared[name].specifier.contains(version), f"{name}=={version} breaks pyproject's {declared[name]}"
 
 

@@ -17,7 +17,7 @@ from azure.iot.hub import IoTHubConfigurationManager
 from azure.iot.hub.models import Configuration, ConfigurationContent, Twin
 from msrest.exceptions import HttpOperationError
 
-from energy_edge.cli import _admin_call
+from energy_edge.hub.cli import _admin_call
 from energy_edge.hub.deployments import Configuration as HubConfiguration
 from energy_edge.hub.deployments import device_desired_patch, effective_content, parse_configuration
 from energy_edge.hub.errors import HubError, parse_error_body

@@ -546,7 +546,7 @@ def test_register_doc_matches_the_maps() -> None:
 
 
 def test_example_scenario_file() -> None:
-    path = Path(__file__).resolve().parents[2] / "tools" / "energy_edge" / "sim" / "examples" / "two-inverters.json"
+    path = Path(__file__).resolve().parents[2] / "tools" / "simulator" / "energy_edge" / "sim" / "examples" / "two-inverters.json"
     scenario = load_scenario(path)
     sim = Simulator(scenario, accel=60)
     assert [d.kind for d in sim.devices.values()] == ["solar", "solar", "battery", "boiler", "microgrid_controller"]

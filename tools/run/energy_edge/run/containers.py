@@ -262,7 +262,8 @@ class ContainerSupervisor(Supervisor):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"energy_edge.cli" in cmdline and any(str(self.data_dir).encode() in arg for arg in cmdline):
+            ours = {b"energy_edge.hub", b"energy_edge.sim"} & set(cmdline)  # Supervisor._cli's children
+            if ours and any(str(self.data_dir).encode() in arg for arg in cmdline):
                 log.warning("stopping %s (pid %d), left by an earlier run", name, pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)

@@ -20,7 +20,7 @@ FIELDS = ["id", "enqueuedTime", "deviceId", "moduleId", "outputName", "messageTy
 def _since(text: str | None) -> float | None:
     if text is None:
         return None
-    from energy_edge.cli import parse_duration_s
+    from energy_edge.hub.cli import parse_duration_s
 
     return time.time() - parse_duration_s(text)
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("energy_edge.run")
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]  # tools/run/energy_edge/run/supervisor.py
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -156,8 +156,10 @@ class Supervisor:
     def logs(self) -> Path:
         return self.data_dir / "logs"
 
-    def _cli(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "energy_edge.cli", *args]
+    def _cli(self, tool: str, *args: str) -> list[str]:
+        # each tool's own `python -m` entry (energy_edge.hub, energy_edge.sim), so the local run needs only the
+        # emulator's and the simulator's distributions, not the `energy-edge` front
+        return [sys.executable, "-m", f"energy_edge.{tool}", *args]
 
     def _base_env(self) -> dict[str, str]:
         from energy_edge.hub.manifest import read_env_file

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from energy_edge_base.devices import device_type_names, load_device_type
 
-DOC_PATH = Path(__file__).resolve().parents[3] / "docs" / "register-maps.md"
+DOC_PATH = Path(__file__).resolve().parents[4] / "docs" / "register-maps.md"
 _BLOCK = re.compile(r"(<!-- device-table (?P<type>[a-z0-9_]+) (?P<table>input|holding) -->\n)"
                     r"(?P<body>.*?)(<!-- /device-table -->)", re.DOTALL)
 _OTHER = re.compile(r"(<!-- device-types-other -->\n)(?P<body>.*?)(<!-- /device-types-other -->)", re.DOTALL)

@@ -1,10 +1,12 @@
-"""`energy-edge`: one entry point for the emulator and the developer/operator tools."""
+"""The emulator's commands: `energy-edge hub` (serve) and its queries (messages, upstream, status).
+
+Also `python -m energy_edge.hub …` where the `energy-edge` front (distribution energy-edge) is not installed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import re
@@ -12,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-from energy_edge import __version__
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -25,14 +25,6 @@ def parse_duration_s(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 10m, 6h or 1d")
     return float(match[1]) * _UNIT_S[match[2]]
-
-
-def _setup_logging(level: str, json_logs: bool = False) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 # ---------------------------------------------------------------- hub
@@ -119,7 +111,7 @@ def _hub_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_hub(sub: Any) -> None:
+def add_hub_parser(sub: Any) -> None:
     hub = sub.add_parser("hub", help="run the local IoT Hub + edgeHub emulator, or query it")
     hub.set_defaults(func=_hub_serve)
     hub.add_argument("--manifest", default="deployment/deployment.template.json", help="deployment manifest")
@@ -153,39 +145,14 @@ def _add_hub(sub: Any) -> None:
     status.set_defaults(func=_hub_status)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="energy-edge", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"energy-edge {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_hub(sub)
-    # The tools image (modules/site-simulator) installs only what the emulator and the simulator import: a
-    # command whose imports are missing there is left out of that image's `energy-edge`, not fatal to it.
-    for module, adders in (("energy_edge.sim.main", ("add_sim_parser",)),
-                           ("energy_edge.run.main", ("add_run_parser",)),
-                           ("energy_edge.ops.manifest", ("add_manifest_parser",)),
-                           ("energy_edge.ops.provision", ("add_provision_parser",)),
-                           ("energy_edge.ops.operator", ("add_operator_parsers",)),
-                           ("energy_edge.ops.analyst", ("add_analyst_parsers",)),
-                           ("energy_edge.ops.console", ("add_console_parser",)),
-                           ("energy_edge.bench.cli", ("add_bench_parser",))):
-        try:
-            imported = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            logging.getLogger("energy_edge").debug("%s left out: %s", module, exc)
-            continue
-        for adder in adders:
-            getattr(imported, adder)(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    """`python -m energy_edge.hub [serve options | messages | upstream | status]`."""
+    parser = argparse.ArgumentParser(prog="python -m energy_edge.hub")
+    add_hub_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["hub", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     code: int = args.func(args)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -266,7 +266,7 @@ def _detail(device: dict[str, Any]) -> str:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from energy_edge.cli import parse_duration_s
+    from energy_edge.hub.cli import parse_duration_s
 
     options = RunOptions(
         manifest=Path(args.manifest).resolve(), data_dir=Path(args.data_dir).resolve(), host=args.host,

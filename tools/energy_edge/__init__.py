@@ -1,3 +1,0 @@
-"""energy-edge developer and operator tools: emulator, simulator, local run, benchmarks, operator CLI."""
-
-__version__ = "0.1.0"

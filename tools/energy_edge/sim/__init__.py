@@ -1,1 +1,0 @@
-"""`energy-edge sim`: one physically coupled microgrid site whose devices are served as Modbus TCP servers."""
