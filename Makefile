@@ -12,7 +12,7 @@ INSTALL_INPUTS := pyproject.toml shared/pyproject.toml requirements-dev.txt $(TO
                   $(wildcard modules/*/requirements.txt) $(wildcard modules/*/pyproject.toml) \
                   scripts/install-system-deps.sh
 
-.PHONY: install run test lint typecheck unit schemas clean tools reliability images
+.PHONY: install run test lint typecheck unit schemas clean tools reliability images pymodbus-lowest
 
 install: $(STAMP)
 
@@ -34,6 +34,20 @@ lint: install
 
 test: install lint tools
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
+	$(MAKE) pymodbus-lowest
+
+# The lowest pymodbus of the range tools/simulator/pyproject.toml declares (tests/sim/test_pymodbus_range.py keeps the two
+# equal): a venv with only that pymodbus of its own, everything else taken from .venv through a .pth file,
+# runs the suites that talk Modbus (the simulator's servers, the device base package, the modules).
+PYMODBUS_LOWEST := 3.14.0
+LOWEST := .venv-pymodbus-lowest
+pymodbus-lowest: install
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet pymodbus==$(PYMODBUS_LOWEST)
+	$(LOWEST)/bin/python -c 'import site, sys; open(site.getsitepackages()[0] + "/energy-edge-venv.pth", "w").write("import site; site.addsitedir(%r)\n" % sys.argv[1])' \
+	    "$$($(BIN)/python -c 'import site; print(site.getsitepackages()[0])')"
+	$(LOWEST)/bin/python -c 'import pymodbus, sys; sys.exit(pymodbus.__version__ != "$(PYMODBUS_LOWEST)")'
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/sim shared/tests tests/modules
 
 # The reliability suite's long form: >= 10 000 generated inputs and an accelerated week of soak with faults.
 reliability: install
@@ -56,4 +70,4 @@ schemas: install
 	$(BIN)/python -m energy_edge_base.schemas docs/schemas
 
 clean:
-	rm -rf $(VENV) .edge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .edge .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ import random
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -336,6 +337,26 @@ def install_cancel_on_sigterm() -> None:
     assert task is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
+
+
+@dataclass
+class LocalRun:
+    proc: subprocess.Popen[bytes]
+    command: str  # as a user would type it after `python -m`
+    host: str
+
+
+def start_local_run(args: Any, data_dir: Path, ports: Iterable[int], log_path: Path) -> LocalRun:
+    """Start `energy-edge run` headless for `args.duration` at `args.accel` on a loopback address where `ports`
+    are free (or `args.host`), its output in `log_path`, in its own session so the whole tree can be stopped."""
+    host = pick_host(ports, args.host)
+    cmd = [sys.executable, "-m", "energy_edge.cli", "run", "--no-ui", "--duration", args.duration,
+           "--accel", f"{args.accel:g}", "--data-dir", str(data_dir), "--host", host]
+    command = " ".join(cmd[2:])
+    print("$ " + command, flush=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return LocalRun(proc, command, host)
 
 
 def write_json(path: str | None, doc: dict[str, Any]) -> None:

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, ProcSampler, describe, machine_info, pick_host, write_json
+from benchlib import ProcSampler, describe, machine_info, start_local_run, write_json
 from run_resources import run_pids, stop
 
 PAGES = {"site": "/", "peaks": "/peaks", "devices": "/devices", "events": "/events", "charts": "/charts"}
@@ -61,13 +60,9 @@ def post(url: str, body: dict[str, Any]) -> None:
 def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    host = pick_host([15020, 15021, 15022, 15023, 8480], args.host)
-    cmd = [sys.executable, "-m", "energy_edge.cli", "run", "--no-ui", "--duration", args.duration,
-           "--accel", f"{args.accel:g}", "--data-dir", str(data_dir), "--host", host]
     log_path = data_dir.parent / "energy-edge-run.log"
-    print("$ " + " ".join(cmd[2:]), flush=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run = start_local_run(args, data_dir, [15020, 15021, 15022, 15023, 8480], log_path)
+    proc, host = run.proc, run.host
     known: dict[str, int] = {}
 
     def pids() -> dict[str, int | None]:
@@ -78,7 +73,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         return out
 
     sampler = ProcSampler(pids, 1.0)
-    result: dict[str, Any] = {"command": " ".join(cmd[2:]), "host": host}
+    result: dict[str, Any] = {"command": run.command, "host": host}
     try:
         endpoints = wait_for(lambda: json.loads((data_dir / "endpoints.json").read_text()), "endpoints.json", 120)
         base = endpoints["console_url"].rstrip("/")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, ProcSampler, machine_info, pick_host, write_json
+from benchlib import REPO, ProcSampler, machine_info, start_local_run, write_json
 from run_resources import INFRA, RUNNER, modules_up, run_pids, stop
 
 SOAK_FAULTS = [("mgc-1", "frozen", None), ("mgc-1", "exception", 4), ("mgc-1", "offline", None),
@@ -135,13 +135,9 @@ class Injector(threading.Thread):
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     data_dir = root / "run"
-    host = pick_host([15020, 15021, 15022, 15023, 15080], args.host)
-    cmd = [sys.executable, "-m", "energy_edge.cli", "run", "--no-ui", "--duration", args.duration,
-           "--accel", f"{args.accel:g}", "--data-dir", str(data_dir), "--host", host]
-    print("$ " + " ".join(cmd[2:]), flush=True)
     log_path = root / "energy-edge-run.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run = start_local_run(args, data_dir, [15020, 15021, 15022, 15023, 15080], log_path)
+    proc = run.proc
     known: dict[str, int] = {}
     pid_history: dict[str, set[int]] = {}
 
@@ -193,7 +189,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     fail_safe = [r["fail_safe_s"] for r in meter_faults if r.get("fail_safe_s") is not None]
     resumed = [r["resumed_s"] for r in meter_faults if r.get("resumed_s") is not None]
     result = {
-        "command": " ".join(cmd[2:]), "exit_code": proc.returncode, "steady_window_s": round(t_to - t_from, 1),
+        "command": run.command, "exit_code": proc.returncode, "steady_window_s": round(t_to - t_from, 1),
         "rss": growth, "restarts": {n: len(p) - 1 for n, p in pid_history.items() if n not in (RUNNER,)},
         "faults_injected": len(injector.results),
         "meter_faults": len(meter_faults),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, ProcSampler, machine_info, pick_host, read_proc, write_json
+from benchlib import ProcSampler, machine_info, read_proc, start_local_run, write_json
 
 TARGET_RSS_MB = 60.0
 INFRA = ("simulator", "edgeHub")  # not edge modules: the site's devices, and the emulator standing in for edgeHub
@@ -71,14 +71,10 @@ def slope_mb_per_h(samples: list[Any], t_from: float, t_to: float) -> float | No
 
 
 def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    host = pick_host([15020, 15021, 15022, 15023, 15080], args.host)
-    cmd = [sys.executable, "-m", "energy_edge.cli", "run", "--no-ui", "--duration", args.duration,
-           "--accel", f"{args.accel:g}", "--data-dir", str(data_dir), "--host", host]
     log_path = data_dir.parent / "energy-edge-run.log"
-    print("$ " + " ".join(cmd[2:]), flush=True)
     started = time.monotonic()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run = start_local_run(args, data_dir, [15020, 15021, 15022, 15023, 15080], log_path)
+    proc, host = run.proc, run.host
     known: dict[str, int] = {}  # every pid seen, for the clean-up
 
     def pids() -> dict[str, int | None]:
@@ -124,7 +120,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     modules = {n: v for n, v in steady.items() if n not in (*INFRA, RUNNER, "_machine")}
     over = {n: v["rss_mb_max"] for n, v in modules.items() if v["rss_mb_max"] > TARGET_RSS_MB}
     return {
-        "command": " ".join(cmd[2:]), "exit_code": code, "host": host,
+        "command": run.command, "exit_code": code, "host": host,
         "steady_window_s": round(t_to - t_from, 1), "warmup_s": args.warmup,
         "processes": steady,
         "modules_total": {

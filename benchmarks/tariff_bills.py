@@ -35,6 +35,7 @@ def main() -> int:
     parser.add_argument("--held-out", action="store_true", help="leave out the tuning runs")
     parser.add_argument("--no-mpc", action="store_true")
     parser.add_argument("--no-perfect-pv", action="store_true", help="the MPC from history only")
+    parser.add_argument("--energy-shifting", action="store_true", help="the controller shifts energy too")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/tariff-bills"))
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,8 @@ def main() -> int:
         print("| --- | --- | --- | --- | " + " | ".join("---" for _ in peers) + " | --- | --- | --- | --- | --- |")
         for name, seed in runs:
             result = run_peak_shaving(build_scenario(name, seed), BatterySpec.of(SCENARIOS[name].battery), tariff,
-                                      mpc=not args.no_mpc, perfect_pv=not args.no_perfect_pv)
+                                      mpc=not args.no_mpc, perfect_pv=not args.no_perfect_pv,
+                                      energy_shifting=args.energy_shifting)
             doc = result.to_json()
             (args.out_dir / f"{tariff.name}-{name}-{seed}.json").write_text(json.dumps(doc, indent=2) + "\n")
             bills = doc["bills"]

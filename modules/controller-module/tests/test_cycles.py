@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from controller_module.core.config import ControllerConfig
-from controller_module.core.controller import BoilerMode, Controller, Decision, Dispatch, Mode, NotDispatchable
+from controller_module.core.controller import (
+    BoilerMode,
+    Controller,
+    Decision,
+    Dispatch,
+    Memory,
+    Mode,
+    NotDispatchable,
+)
 from controller_module.core.state import BatteryView, BoilerView, MeterView, SiteState, SolarView
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)  # the start of a billing quarter
@@ -186,6 +194,64 @@ def test_cycles(changes: dict[str, Any], rows: list[tuple[In, Out]]) -> None:
                 assert got[key].startswith(expected), f"cycle {n} (t={row.t_s} s): {key} {got[key]!r}"
                 continue
             assert got[key] == expected, f"cycle {n} (t={row.t_s} s): {key} {got[key]!r}, expected {expected!r}"
+
+
+def check(d: Decision, row: In, out: Out, n: int) -> None:
+    """The decision against the row's expected outputs (ANY: not checked)."""
+    got = {
+        "battery_kw": d.battery_kw.get(BATTERY), "mode": d.status.mode, "limited_by": d.status.limited_by,
+        "solar_limit_kw": d.solar_limit_kw.get(PV), "reason": d.status.reason,
+        "boiler": (lambda b: None if b is None else (b.mode, b.power_kw, b.setpoint_c))(d.boiler.get(BOILER)),
+    }
+    for key, expected in vars(out).items():
+        if expected is ANY:
+            continue
+        if key == "battery_kw" and isinstance(expected, (int, float)):
+            expected = pytest.approx(expected, abs=0.6)
+        assert got[key] == expected, f"cycle {n} (t={row.t_s} s): {key} {got[key]!r}, expected {expected!r}"
+
+
+# the planner's forecast from T0 (import +, export −), kW per quarter: energy shifting sizes its reserve on it
+FLAT_100 = [100.0] * 96
+SUNNY = [-100.0] * 40 + [100.0] * 56  # 950 kWh of surplus ahead: more than the battery holds
+PEAKS_THEN_SUN = [200.0] * 8 + SUNNY[8:]  # two hours 52 kW above the 148 kW target: ~110 kWh, ×1.5 reserved
+SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
+    ("flat price: PV surplus is stored, the peak still comes first", "monthly-15", FLAT_100, [
+        (In(0, -60), Out(-60, Mode.BALANCING)),  # export pays 0.07, import 0.20: store it
+        (In(1, 180), Out(32, Mode.PEAK_SHAVING)),  # the limit is untouched
+        (In(2, 100), Out(-48, Mode.BALANCING)),  # no surplus expected: the grid refills, under the target only
+    ]),
+    ("flat price with the sun ahead: the battery covers the import, the surplus refills it", "monthly-15", SUNNY, [
+        (In(0, 100), Out(100, Mode.BALANCING)),
+        (In(1, 180), Out(100, Mode.PEAK_SHAVING)),  # covering import above the target too
+    ]),
+    ("flat price, sun and peaks ahead: the reserve for the peaks is refilled first", "monthly-15", PEAKS_THEN_SUN, [
+        (In(0, 100), Out(-48, Mode.BALANCING)),  # 81 kWh held, ~164 reserved
+    ]),
+    ("time of use: fill in the cheap hours, cover import in the dear ones", "us-tou", FLAT_100, [
+        (In(0, 100), Out(-48, Mode.BALANCING)),  # 12:00 at 0.10/kWh: fill under the target
+        (In(1, -30), Out(-30, Mode.BALANCING)),  # surplus: stored
+        (In(4 * 3600 - 1, 100), Out(ANY)),
+        (In(4 * 3600, 100), Out(100, Mode.BALANCING)),  # 16:00 at 0.25/kWh, no peak ahead: spend it
+        (In(4 * 3600 + 1, 180), Out(100, Mode.PEAK_SHAVING)),
+    ]),
+]
+
+
+@pytest.mark.parametrize(("tariff", "forecast_kw", "rows"), [t[1:] for t in SHIFTING_TABLES],
+                         ids=[t[0] for t in SHIFTING_TABLES])
+def test_energy_shifting_cycles(tariff: str, forecast_kw: list[float], rows: list[tuple[In, Out]]) -> None:
+    memory = Memory(forecast_start=T0, forecast_kw=list(forecast_kw))
+    run = Run(Controller(config(tariff=tariff, energy_shifting_enabled=True), memory))
+    for n, (row, out) in enumerate(rows):
+        check(run.cycle(row), row, out, n)
+
+
+def test_energy_shifting_off_keeps_the_battery_for_peaks() -> None:
+    """The default: the same rows leave the battery idle (balancing off), as before energy shifting existed."""
+    run = Run(Controller(config(), Memory(forecast_start=T0, forecast_kw=list(SUNNY))))
+    for n, (row, out) in enumerate([(In(0, -60), Out(0, Mode.IDLE)), (In(1, 100), Out(0, Mode.IDLE))]):
+        check(run.cycle(row), row, out, n)
 
 
 def test_a_meter_cannot_be_dispatched() -> None:

@@ -51,6 +51,19 @@ class ControllerConfig(BaseModel):
         3.0, ge=0, le=10_000, description="Balancing changes between charge and discharge only past this, kW."
     )
     ramp_kw_per_s: float = Field(20.0, gt=0, le=1_000_000, description="Balancing setpoint ramp limit, kW/s.")
+    # energy shifting (core/shifting.py)
+    energy_shifting_enabled: bool = Field(
+        False,
+        description=("Use the battery energy the planned peaks do not need on the energy bill: store PV surplus "
+                     "when export pays less than import, cover import in expensive hours, fill in the cheapest "
+                     "hours of a time-of-use tariff; the grid refills only the peak reserve. Off: the battery "
+                     "is kept for peaks (and balancing)."),
+    )
+    shifting_reserve_factor: float = Field(
+        1.5, ge=1.0, le=10.0,
+        description=("Energy shifting keeps this multiple of the energy the forecast says the peaks need until "
+                     "the end of the plan's horizon (the reserve margin against the planned limit)."),
+    )
     # export limit
     max_export_kw: float | None = Field(
         None, ge=0, le=1_000_000, description="Largest export allowed, kW; PV is curtailed beyond it. None: no limit."

@@ -42,7 +42,8 @@ from controller_module.core.flexibility import (
     normal,
     soaking_kw,
 )
-from controller_module.core.planner import LimitPlanner, LoadHistory
+from controller_module.core.planner import BatteryEnvelope, LimitPlanner, LoadHistory
+from controller_module.core.shifting import Prices, peak_reserve_kwh, pv_surplus_kwh, shifting_kw
 from controller_module.core.state import QUARTER_S, BatteryView, MeterView, QuarterTracker, SiteState
 from controller_module.core.tariff import DemandLedger
 
@@ -123,6 +124,10 @@ class Memory:
     charge_thresholds_kw: list[float] | None = None
     charge_floors_kw: list[float] = field(default_factory=list)
     charge_floor_day: str = ""
+    # energy shifting: the planner's last forecast (from the start of its quarter) and the reserve sized on it
+    forecast_start: dt.datetime | None = None
+    forecast_kw: list[float] | None = None
+    shift_reserve: tuple[Any, tuple[float, float]] | None = None  # (sized on, (reserve, PV surplus) kWh)
 
     def to_record(self) -> dict[str, Any]:
         record = {"quarters": self.quarters.to_record(), "history": self.history.to_record(),
@@ -144,6 +149,7 @@ class Memory:
 
 REVERSAL_MEMORY = dt.timedelta(minutes=5)
 RESERVE_BAND_PCT = 2.0
+ROUND_TRIP_EFFICIENCY = 0.9  # what energy shifting assumes a grid-to-grid cycle returns
 
 
 class Controller:
@@ -196,7 +202,8 @@ class Controller:
             box.at_least(aim.peak_need_kw, "peak_shaving")
         if cfg.max_export_kw is not None:
             box.at_most(g_free + cfg.max_export_kw, "export_limit")
-        p_free = box.pick(self._balancing(g_free, units, dt_s, aim.peak_need_kw, now))
+        p_free = box.pick(self._shifting(now, g_free, units, aim, dt_s) if self._shifts(now)
+                          else self._balancing(g_free, units, dt_s, aim.peak_need_kw, now))
         mem.balance_kw = p_free
 
         # the decision: the split, the boilers with what the batteries leave, PV only past the export limit
@@ -382,6 +389,53 @@ class Controller:
         elif now - mem.idle_since > REVERSAL_MEMORY:
             mem.balance_direction = 0
         return wanted
+
+    def _shifts(self, now: dt.datetime) -> bool:
+        cfg = self.config
+        return cfg.energy_shifting_enabled and Prices.of(cfg.tariff, 0.0, ROUND_TRIP_EFFICIENCY).worth_shifting
+
+    def _shifting(self, now: dt.datetime, g_free: float, units: list[Unit], aim: Aim, dt_s: float) -> float:
+        """Energy shifting's preference (core/shifting.py), ramped as balancing is."""
+        cfg, mem = self.config, self.memory
+        if not units:
+            return 0.0
+        energy_kwh = sum(max(0.0, u.soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units)
+        capacity_kwh = sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units)
+        max_charge_kw = sum(u.max_charge_kw for u in units)
+        max_discharge_kw = sum(u.max_discharge_kw for u in units)
+        need_kwh, surplus_kwh = self._peak_reserve_kwh(now, aim, units)
+        reserve_kwh = min(capacity_kwh, cfg.shifting_reserve_factor * need_kwh)
+        keep_kwh = max(reserve_kwh, capacity_kwh - surplus_kwh)
+        headroom_kw = float("inf") if aim.target_kw is None else -aim.peak_need_kw
+        prices = Prices.of(cfg.tariff, cfg.tariff.energy_price_at(now), ROUND_TRIP_EFFICIENCY)
+        wanted = shifting_kw(g_free, energy_kwh, reserve_kwh, keep_kwh, capacity_kwh, max_charge_kw,
+                             max_discharge_kw, headroom_kw, prices, max(dt_s, cfg.cycle_s) / 3600)
+        step = cfg.ramp_kw_per_s * max(dt_s, 0.0)
+        return max(mem.balance_kw - step, min(mem.balance_kw + step, wanted))
+
+    def _peak_reserve_kwh(self, now: dt.datetime, aim: Aim, units: list[Unit]) -> tuple[float, float]:
+        """(the energy the planner's forecast says the peaks need from now on, the PV surplus it expects), both
+        as energy in the battery (core/shifting.py); without a forecast or a limit, (inf, 0): nothing shifts."""
+        mem = self.memory
+        # sized on the plan, not on a billed peak above it: a peak billed early in the month (the battery spent on
+        # energy) would otherwise size the reserve at nothing and leave the battery empty for the month's real peak
+        limits = [x for x in (aim.target_kw, mem.planned_threshold_kw, *(mem.charge_thresholds_kw or ()))
+                  if x is not None]
+        if mem.forecast_kw is None or mem.forecast_start is None or not limits:
+            return float("inf"), 0.0
+        limit_kw = min(limits)
+        key = (mem.forecast_start, round(limit_kw, 1))
+        if mem.shift_reserve is None or mem.shift_reserve[0] != key:
+            skip = max(0, int((now - mem.forecast_start).total_seconds() // QUARTER_S))
+            forecast = mem.forecast_kw[skip:]
+            active = self.planner.billed_quarters(mem.forecast_start + dt.timedelta(seconds=skip * QUARTER_S),
+                                                  len(forecast))
+            envelope = BatteryEnvelope(0.0, 0.0, sum(u.max_charge_kw for u in units),
+                                       sum(u.max_discharge_kw for u in units))
+            need = peak_reserve_kwh(forecast, active, limit_kw, envelope.max_charge_kw, envelope.max_discharge_kw,
+                                    envelope.charge_efficiency, envelope.discharge_efficiency)
+            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast, envelope.charge_efficiency)))
+        return mem.shift_reserve[1]
 
     def _mode(self, dispatched: bool, peak_active: bool, p_total: float) -> Mode:
         if dispatched:

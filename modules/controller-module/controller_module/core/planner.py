@@ -304,7 +304,7 @@ class LimitPlanner:
             start, forecast = planning
             mem.planned_threshold_kw = plan_threshold(forecast, self._envelope(batteries, units),
                                                       repeats=PLAN_REPEATS,
-                                                      active=self._billed_quarters(start, len(forecast)))
+                                                      active=self.billed_quarters(start, len(forecast)))
         if billed_kw is None:
             return None, "outside tariff windows"  # nothing is billed now: no limit, the battery refills freely
         if mem.planned_threshold_kw is not None:
@@ -361,6 +361,7 @@ class LimitPlanner:
         if forecast is None or not units:
             return None
         forecast[0] = g_now
+        mem.forecast_start, mem.forecast_kw = start, forecast  # energy shifting sizes its reserve with it
         return start, forecast
 
     def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[BatteryView], units: list[Unit]
@@ -411,7 +412,7 @@ class LimitPlanner:
                 for c in self.config.tariff.demand_charges]
         return mem.charge_floors_kw
 
-    def _billed_quarters(self, start: dt.datetime, quarters: int) -> list[bool] | None:
+    def billed_quarters(self, start: dt.datetime, quarters: int) -> list[bool] | None:
         """Which of the quarters from `start` on bill demand (None: all of them, as without time windows)."""
         return self._billed_at([start + dt.timedelta(seconds=k * QUARTER_S) for k in range(quarters)])
 

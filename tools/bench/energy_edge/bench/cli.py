@@ -34,7 +34,7 @@ MPC_SETTINGS = peers.MpcSettings()
 
 
 def run_peak_shaving(series: SiteSeries, battery: BatterySpec, tariff: Tariff | None = None,
-                     mpc: bool = True, perfect_pv: bool = True) -> BenchResult:
+                     mpc: bool = True, perfect_pv: bool = True, energy_shifting: bool = False) -> BenchResult:
     """No battery, the rule, the controller and the optimum on the same data; every schedule goes through the
     same plant. With a `tariff`: the controller plans against it, the peers run too (the MPC unless `mpc` is
     False; its perfect-PV variant unless `perfect_pv` is False), and every run's bill is reported beside the
@@ -48,7 +48,7 @@ def run_peak_shaving(series: SiteSeries, battery: BatterySpec, tariff: Tariff | 
     seconds["rule"] = time.perf_counter() - started
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    config = None if tariff is None else replay.controller_config(battery, tariff)
+    config = None if tariff is None else replay.controller_config(battery, tariff, energy_shifting)
     controller = replay.run(series, battery, config)
     seconds["controller"] = time.perf_counter() - started
     if tariff is not None:  # CPU time too: on a shared machine the wall time says more about the neighbours
@@ -145,7 +145,7 @@ def _main(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as exc:
         print(f"energy-edge bench peak-shaving: {exc}", file=sys.stderr)
         return 2
-    result = run_peak_shaving(series, battery, tariff, mpc=not args.no_mpc)
+    result = run_peak_shaving(series, battery, tariff, mpc=not args.no_mpc, energy_shifting=args.energy_shifting)
     print(format_table(result))
     if args.json:
         write_json(result, Path(args.json))
@@ -179,6 +179,8 @@ def add_bench_parser(subparsers: Any) -> None:
                          "rolling-horizon MPC) and the LP that minimises the bill")
     ps.add_argument("--list-tariffs", action="store_true", help="list the built-in tariffs and exit")
     ps.add_argument("--no-mpc", action="store_true", help="with --tariff: leave out the MPC peers (the slow part)")
+    ps.add_argument("--energy-shifting", action="store_true",
+                    help="with --tariff: the controller also shifts energy (energy_shifting_enabled)")
     ps.add_argument("--seed", type=int, default=1, help="seed of the scenario's load noise (default 1)")
     ps.add_argument("--start", type=_date, help="first day to run (default: the data's first)")
     ps.add_argument("--days", type=float, help="days to run from --start (default: to the end of the data)")

@@ -40,8 +40,10 @@ class ControllerRun:
     violations: Violations
 
 
-def controller_config(battery: BatterySpec, tariff: Tariff | None = None) -> ControllerConfig:
+def controller_config(battery: BatterySpec, tariff: Tariff | None = None, energy_shifting: bool = False
+                      ) -> ControllerConfig:
     return ControllerConfig(
+        energy_shifting_enabled=energy_shifting,
         import_limit_kw=None,
         tariff=tariff or default_tariff(),
         limit_margin_kw=0.0,

@@ -1,26 +1,33 @@
 """One pymodbus asynchronous Modbus TCP server per simulated device, with fault injection.
 
-pymodbus 3.16 hands every request to `context.async_getValues` / `async_setValues` with the raw PDU
-address. `DeviceContext` answers them from the device's register image, so it decides the exception codes
-itself: ILLEGAL ADDRESS for an address outside the map or a write to a read-only register, ILLEGAL VALUE for
-an out-of-range control value, ILLEGAL FUNCTION for the bit functions. A valid write goes to the plant at
-once (`on_write`). The server runs with ignore_missing_devices, so raising NoSuchIdException makes it answer
-nothing at all (the `silent` fault).
+The server is given pymodbus' documented simulator devices (`pymodbus.simulator.SimDevice`, pymodbus 3.13
+and later) with an `action`: pymodbus calls it on every request with the function code, the address, the
+count and the values to write, and answers with the exception code it returns. Each device's one register
+block spans the whole address space (0..65535), so pymodbus' own address checks never decide anything and
+`DeviceEndpoint` decides every reply from the device's register image: ILLEGAL ADDRESS for an address
+outside the map or a write to a read-only register, ILLEGAL VALUE for an out-of-range control value,
+ILLEGAL FUNCTION for the bit functions. A read copies the image's registers into pymodbus' block just
+before pymodbus answers from it. A valid write goes to the plant at once (`on_write`). A second SimDevice
+with id 0 (pymodbus: "all devices, except those specifically defined") answers other unit ids. The server
+runs with ignore_missing_devices, so raising NoSuchIdException makes it answer nothing at all (the `silent`
+fault).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.constants import ExcCodes
-from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData
+from pymodbus.simulator import SimDevice as PymodbusDevice
 
 from energy_edge.sim.devices import SimDevice
 
@@ -30,6 +37,7 @@ COMM_FAULTS = ("none", "offline", "exception", "frozen", "silent")
 FAULTS = (*COMM_FAULTS, "trip")
 _READ_SPACE = {3: "hr", 4: "ir", 6: "hr", 16: "hr", 23: "hr"}
 _WRITE_FCS = {6, 16, 23}
+_ADDRESS_SPACE = 0x10000  # Modbus addresses 0..65535
 
 
 class PortInUseError(OSError):
@@ -58,27 +66,26 @@ class Counters:
     by_fc: dict[int, int] = field(default_factory=dict)
 
 
-class DeviceContext(ModbusServerContext):
-    """The server context of one device: every request goes through `DeviceEndpoint`."""
+def _pymodbus_devices(endpoint: DeviceEndpoint) -> list[PymodbusDevice]:
+    """The device's unit id and a catch-all (id 0) for any other unit id, both answered by `endpoint`."""
 
-    def __init__(self, endpoint: DeviceEndpoint) -> None:  # no super().__init__(): that builds a SimCore
-        self.endpoint = endpoint
-        self.old_simulator = True  # makes ModbusBaseServer call our async_getValues/async_setValues
-        self.simdevices = []
-        self._devices = {}
+    async def serve(device_id: int, func_code: int, start_address: int, address: int, count: int,
+                    registers: list[int], set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+        if set_values is not None:
+            return endpoint.handle_write(device_id, func_code, address, [int(v) for v in set_values])
+        result = endpoint.handle_read(device_id, func_code, address, count)
+        if isinstance(result, ExcCodes):
+            return result
+        offset = address - start_address
+        registers[offset:offset + len(result)] = result  # pymodbus answers from its block right after this
+        return None
 
-    def device_ids(self) -> list[int]:
-        return [self.endpoint.device.unit_id]
+    def device(device_id: int) -> PymodbusDevice:
+        return PymodbusDevice(id=device_id, simdata=SimData(0, count=_ADDRESS_SPACE, datatype=DataType.REGISTERS),
+                              action=functools.partial(serve, device_id))
 
-    async def async_getValues(
-        self, device_id: int, func_code: int, address: int, count: int = 1
-    ) -> list[int] | list[bool] | ExcCodes:
-        return self.endpoint.handle_read(device_id, func_code, address, count)
-
-    async def async_setValues(
-        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
-    ) -> ExcCodes | None:
-        return self.endpoint.handle_write(device_id, func_code, address, [int(v) for v in values])
+    unit_id = endpoint.device.unit_id
+    return [device(unit_id)] if unit_id == 0 else [device(unit_id), device(0)]
 
 
 class DeviceEndpoint:
@@ -142,7 +149,7 @@ class DeviceEndpoint:
         """Listen on host:port; PortInUseError names the port if it cannot be bound."""
         if self.server is not None:
             return
-        server = ModbusTcpServer(DeviceContext(self), address=(self.host, self.port), ignore_missing_devices=True)
+        server = ModbusTcpServer(_pymodbus_devices(self), address=(self.host, self.port), ignore_missing_devices=True)
         if not await server.listen():
             await server.shutdown()
             raise PortInUseError(_bind_failure(self.host, self.port, f"device {self.device.asset_id}"))
