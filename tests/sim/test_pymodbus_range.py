@@ -1,5 +1,6 @@
-"""The pymodbus range the simulator (tools/simulator/pyproject.toml) declares is the range `make test` proves: its lower bound is the version
-the Makefile's pymodbus-lowest step installs, and the version in .venv (the upper end) lies inside it."""
+"""The pymodbus range the simulator (tools/simulator/pyproject.toml) declares is the range `make test` proves: its
+lower bound is the version the Makefile's pymodbus-lowest step installs, and the version in .venv (the upper end)
+lies inside it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,14 @@
 """Start a module with the environment an emulator's hub.json gives it (local development, compose).
 
 On IoT Edge, edgeAgent puts the `IOTEDGE_*` variables into a module's container. Against the
-emulator in docker compose, the emulator writes them into `hub.json` on a shared volume; this
+emulator, the emulator writes them into `hub.json` (in compose, on a shared volume); this
 launcher waits for that file, sets the module's variables and replaces itself with the module:
 
-    python -m energy_edge_base.launch --hub-json /edge/hub/hub.json --module battery -- python main.py
+    python -m energy_edge.hub.launch --hub-json .edge/hub/hub.json --module battery -- python main.py
+
+It imports only the standard library, so it also runs as a plain file where the emulator is not installed:
+compose mounts this file into each module's container (deployment/docker-compose.yml), whose image holds
+only the module and the device base package.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def module_environment(hub_json: Path, module_id: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m energy_edge_base.launch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m energy_edge.hub.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hub-json", type=Path, required=True)
     parser.add_argument("--module", required=True, help="the module id in the deployment")
