@@ -36,7 +36,7 @@ test: install lint tools
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 	$(MAKE) pymodbus-lowest
 
-# The lowest pymodbus of the range tools/simulator/pyproject.toml declares (tests/sim/test_pymodbus_range.py keeps the two
+# The lowest pymodbus of the range tools/simulator/pyproject.toml declares (tools/simulator/tests/test_pymodbus_range.py keeps the two
 # equal): a venv with only that pymodbus of its own, everything else taken from .venv through a .pth file,
 # runs the suites that talk Modbus (the simulator's servers, the device base package, the modules).
 PYMODBUS_LOWEST := 3.14.0
@@ -47,7 +47,7 @@ pymodbus-lowest: install
 	$(LOWEST)/bin/python -c 'import site, sys; open(site.getsitepackages()[0] + "/energy-edge-venv.pth", "w").write("import site; site.addsitedir(%r)\n" % sys.argv[1])' \
 	    "$$($(BIN)/python -c 'import site; print(site.getsitepackages()[0])')"
 	$(LOWEST)/bin/python -c 'import pymodbus, sys; sys.exit(pymodbus.__version__ != "$(PYMODBUS_LOWEST)")'
-	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tests/sim shared/tests tests/modules
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider tools/simulator/tests shared/tests tests/modules
 
 # The reliability suite's long form: >= 10 000 generated inputs and an accelerated week of soak with faults.
 reliability: install

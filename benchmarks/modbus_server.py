@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from tests.sim.test_modbus import PV  # the inverter's SunSpec addresses, as the simulator tests use them
+    # the inverter's SunSpec addresses, as the simulator tests use them
+    from tools.simulator.tests.test_modbus import PV
 
     _WMAXLIMPCT = PV["123.WMaxLimPct"]
     per_request_us: list[float] = []

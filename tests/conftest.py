@@ -1,27 +1,15 @@
-"""Fixtures shared by the integration tests: emulator processes started once and reused."""
+"""Fixtures shared by the integration tests: the module images, built once per session."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import REPO, HubProcess
-
-FIXTURES = Path(__file__).parent / "hub" / "fixtures"
-
-
-@pytest.fixture(scope="session")
-def probe_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One emulator with the probe deployment, shared by the tests that don't restart it."""
-    hub = HubProcess(FIXTURES / "probe.deployment.json", tmp_path_factory.mktemp("probe-hub")).start()
-    yield hub
-    assert hub.stop() == 0
+from tests.support import REPO
 
 
 @pytest.fixture(scope="session")

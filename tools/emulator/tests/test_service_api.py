@@ -17,10 +17,10 @@ from msrest.exceptions import HttpOperationError
 
 from energy_edge.hub import identity
 from energy_edge.hub.errors import parse_error_body
-from tests.conftest import FIXTURES
-from tests.hub.test_emulator import connected
-from tests.hub.test_fidelity import _call, _error_of
 from tests.support import HubProcess, module_client, registry_manager
+from tools.emulator.tests.conftest import FIXTURES
+from tools.emulator.tests.test_emulator import connected
+from tools.emulator.tests.test_fidelity import _call, _error_of
 
 pytestmark = pytest.mark.integration
 

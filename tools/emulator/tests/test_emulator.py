@@ -21,8 +21,8 @@ from msrest.exceptions import HttpOperationError
 from energy_edge.hub import identity
 from energy_edge.hub.store import query_upstream
 from energy_edge.service import ServiceClient
-from tests.conftest import FIXTURES
 from tests.support import ENERGY_EDGE, REPO, HubProcess, module_client, registry_manager
+from tools.emulator.tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.integration
 

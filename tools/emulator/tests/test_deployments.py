@@ -22,11 +22,11 @@ from energy_edge.hub.deployments import Configuration as HubConfiguration
 from energy_edge.hub.deployments import device_desired_patch, effective_content, parse_configuration
 from energy_edge.hub.errors import HubError, parse_error_body
 from energy_edge.hub.store import query_upstream
-from tests.conftest import FIXTURES
-from tests.hub.test_emulator import connected, json_message
-from tests.hub.test_fidelity import _call, _error_of
-from tests.hub.test_service_api import _service_headers
 from tests.support import ENERGY_EDGE, REPO, HubProcess, registry_manager
+from tools.emulator.tests.conftest import FIXTURES
+from tools.emulator.tests.test_emulator import connected, json_message
+from tools.emulator.tests.test_fidelity import _call, _error_of
+from tools.emulator.tests.test_service_api import _service_headers
 
 DEPLOYMENT = REPO / "deployment"
 REGISTRY_ENV = {"CONTAINER_REGISTRY_ADDRESS": "example.azurecr.io", "CONTAINER_REGISTRY_USERNAME": "u",

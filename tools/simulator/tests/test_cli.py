@@ -14,7 +14,7 @@ from pymodbus.client import ModbusTcpClient
 
 from energy_edge.sim.main import READY_PREFIX, SimOptions, add_sim_parser
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SIM = [sys.executable, "-m", "energy_edge.sim", "--log-level", "WARNING"]
 
 

@@ -22,8 +22,8 @@ from msrest.exceptions import HttpOperationError
 
 from energy_edge.hub import identity, mqtt_codec
 from energy_edge.hub.errors import parse_error_body
-from tests.hub.test_emulator import Inbox, connected
 from tests.support import HubProcess, environment, registry_manager
+from tools.emulator.tests.test_emulator import Inbox, connected
 
 pytestmark = pytest.mark.integration
 

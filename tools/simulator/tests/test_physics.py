@@ -534,7 +534,7 @@ def test_register_doc_matches_the_maps() -> None:
         sunspec_points,
     )
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "register-maps.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "register-maps.md").read_text()
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
     documented = {(r[0], r[1]) for r in rows if len(r) > 2}
     for models in ([1, 103, 120, 123], [1, 103, 120, 124, 713]):

@@ -1,5 +1,6 @@
 """The official azure-iot-hub samples about modules, twins, methods, configurations and queries, run unchanged
-against the emulator (vendored, pinned to the installed SDK version: tests/hub/fixtures/azure_iot_hub_samples).
+against the emulator (vendored, pinned to the installed SDK version: fixtures/azure_iot_hub_samples beside this
+file).
 
 Every sample catches its own errors and prints them ("HttpOperationError error <body>", "Unexpected error"), so
 a run is judged by its output: it must finish, and print exactly what Azure IoT Hub would answer.

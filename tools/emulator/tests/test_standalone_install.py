@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, next_loopback, start_until_ready, terminate
+from tools.emulator.tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def test_the_emulator_alone_starts_and_answers(emulator_venv: Path, tmp_path: Pa
     data_dir = tmp_path / "hub"
     hub_cmd = [str(emulator_venv), "-m", "energy_edge.hub"]
     log: list[str] = []
-    proc = start_until_ready([*hub_cmd, "--manifest", str(REPO / "tests/hub/fixtures/probe.deployment.json"),
+    proc = start_until_ready([*hub_cmd, "--manifest", str(FIXTURES / "probe.deployment.json"),
                               "--host", next_loopback(), "--data-dir", str(data_dir)],
                              "energy-edge hub ready", log, 60, "emulator from its own venv")
     try:

@@ -9,7 +9,7 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from energy_edge.sim.devices import sunspec_points
-from tests.sim.support import SimThread, s16, s32, u32
+from tools.simulator.tests.support import SimThread, s16, s32, u32
 
 PV = {p.key: p.address for p in sunspec_points([1, 103, 120, 123])}
 BESS = {p.key: p.address for p in sunspec_points([1, 103, 120, 124, 713])}

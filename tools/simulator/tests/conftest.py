@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from energy_edge.sim.main import SimOptions
-from tests.sim.support import SimThread
+from tools.simulator.tests.support import SimThread
 
 
 def _start(tmp_path_factory: pytest.TempPathFactory, scenario: str = "small") -> SimThread:
