@@ -7,7 +7,10 @@ COPY shared/ ./shared/
 COPY tools/emulator/ ./tools/emulator/
 COPY tools/simulator/ ./tools/simulator/
 COPY tools/cli/ ./tools/cli/
-RUN pip install ./shared ./tools/emulator ./tools/simulator ./tools/cli && useradd --system --uid 10001 --home /app edge && mkdir -p /edge && chown edge /edge
+# The emulator and the simulator with their dependencies; the `energy-edge` front (tools/cli) without its own,
+# which are the operator commands' (the front leaves out what it cannot import), as in the site-simulator image.
+RUN pip install ./shared ./tools/emulator ./tools/simulator && pip install --no-deps ./tools/cli \
+    && useradd --system --uid 10001 --home /app edge && mkdir -p /edge && chown edge /edge
 COPY deployment/deployment.template.json ./deployment/
 USER edge
 ENTRYPOINT ["energy-edge"]
