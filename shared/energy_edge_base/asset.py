@@ -139,8 +139,9 @@ class AssetDevice(abc.ABC, Generic[S]):
 
     @property
     def backoff(self) -> BackoffPolicy:
-        """Reconnect delays capped at one poll interval (plus a little): a device that comes back is online
-        within a poll interval plus RECONNECT_GRACE_S (it took 28 s after a 30 s outage with a 60 s cap)."""
+        """Reconnect delays capped at one poll interval plus RECONNECT_GRACE_S: the retry is made at the next poll
+        after the wait, so a device that comes back is online within two poll intervals plus RECONNECT_GRACE_S
+        (a request timeout more for a silent one; it took 28 s after a 30 s outage with a 60 s cap)."""
         configured = getattr(self.module, "runtime", None) is not None
         cap_s = self.module.config.poll_interval_s + RECONNECT_GRACE_S if configured else 2.0
         return BackoffPolicy(initial_s=min(1.0, cap_s), max_s=cap_s)
