@@ -1,5 +1,5 @@
-// IoT Hub (S1). Devices send only the controller's aggregates (capability events and site summaries, about
-// 2000 messages per site and day); routes file them by messageType into storage, written with the hub's
+// IoT Hub (S1). Devices send only aggregates and events (the controller's capability events and site
+// summaries, the modules' fault and recovery events: at most about 2000 messages per site and day); routes file them by messageType into storage, written with the hub's
 // managed identity; everything else goes to the built-in endpoint (fallback route).
 param name string
 param location string

@@ -12,7 +12,7 @@ import abc
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -24,10 +24,13 @@ from energy_edge_base.liveness import Liveness, LivenessSpec
 from energy_edge_base.methods import MethodError
 from energy_edge_base.modbus import (
     BackoffPolicy,
+    DeviceHealth,
     DeviceRejected,
     DeviceUnavailable,
+    HealthChange,
     ModbusPoller,
     ModbusTransport,
+    PollerEvent,
     RegisterMap,
     RegisterValueError,
     WriteVerificationError,
@@ -96,23 +99,21 @@ C = TypeVar("C", bound=AssetModuleConfig)
 
 
 class AssetDevice(abc.ABC, Generic[S]):
-    """One device: its poller, last values, online state and command bookkeeping."""
+    """One device: its poller, last values, health (`self.health`, one record written by the poller and the
+    poll loop) and command bookkeeping."""
 
     def __init__(self, settings: S, module: AssetModule[Any, Any]) -> None:
         self.settings = settings
         self.module = module
         self.poller: ModbusPoller | None = None
         self.values: dict[str, Any] = {}
-        self.online = False
-        self.poll_fault: str | None = None  # why the last poll gave no usable values
+        self.health = DeviceHealth(clock=time.monotonic)
         self.command_fault: str | None = None  # the device refused the last command (cleared by one it takes)
         self.fault_code: int | None = None
         self.liveness = Liveness(self.liveness_points)
         self.setpoint_kw: float | None = None  # what the last command asked of the device (+ deliver)
         self.commanded = False  # a command other than idle is in force (the watchdog watches it)
         self.last_command_s: float = time.monotonic()
-        self._failures = 0
-        self._retry_at_s = 0.0
 
     # Points the device offers that prove its values are live (see Liveness); none by default.
     liveness_points: ClassVar[LivenessSpec | None] = None
@@ -122,14 +123,25 @@ class AssetDevice(abc.ABC, Generic[S]):
         return self.settings.asset_id
 
     @property
+    def online(self) -> bool:
+        """The last poll gave usable values (read from `health`)."""
+        return self.health.online
+
+    @property
+    def poll_fault(self) -> str | None:
+        """Why the last poll gave no usable values (read from `health`)."""
+        return self.health.fault
+
+    @property
     def fault(self) -> str | None:
         """What is wrong, for people: the poll's fault first, else a refused command; None when all is well."""
         return self.poll_fault or self.command_fault
 
     @property
     def backoff(self) -> BackoffPolicy:
-        """Reconnect delays capped at one poll interval (plus a little): a device that comes back is online
-        within a poll interval plus RECONNECT_GRACE_S (it took 28 s after a 30 s outage with a 60 s cap)."""
+        """Reconnect delays capped at one poll interval plus RECONNECT_GRACE_S: the retry is made at the next poll
+        after the wait, so a device that comes back is online within two poll intervals plus RECONNECT_GRACE_S
+        (a request timeout more for a silent one; it took 28 s after a 30 s outage with a 60 s cap)."""
         configured = getattr(self.module, "runtime", None) is not None
         cap_s = self.module.config.poll_interval_s + RECONNECT_GRACE_S if configured else 2.0
         return BackoffPolicy(initial_s=min(1.0, cap_s), max_s=cap_s)
@@ -158,24 +170,26 @@ class AssetDevice(abc.ABC, Generic[S]):
     async def connect(self) -> ModbusPoller:
         if self.poller is not None:
             return self.poller
-        now = time.monotonic()
-        if now < self._retry_at_s:
-            raise DeviceUnavailable(self.asset_id, "backing off", retry_in_s=self._retry_at_s - now)
+        health = self.health
+        remaining_s = health.backoff_remaining_s()
+        if remaining_s > 0:
+            raise DeviceUnavailable(self.asset_id, "backing off", retry_in_s=remaining_s)
         s = self.settings
         transport = self.make_transport()
+        health.backoff = self.backoff
         try:
             await transport.connect()
             register_map = await self.register_map(transport)
         except Exception as exc:
             await transport.close()
-            self._failures += 1
-            self._retry_at_s = now + self.backoff.delay_s(self._failures)
+            health.link_failed(exc, jitter=False)  # discovery retries without jitter, as it always did
             if isinstance(exc, (DeviceUnavailable, DeviceRejected)):
                 raise
             raise DeviceUnavailable(self.asset_id, f"discovery failed: {exc}") from exc
-        self._failures = 0
+        health.discovered()
+        on_event = None if self.module is None else self.module.poller_events(self.asset_id)
         self.poller = ModbusPoller(s.host, s.port, s.unit_id, register_map, s.timeout_s, transport=transport,
-                                   backoff=self.backoff)
+                                   backoff=self.backoff, health=health, on_event=on_event)
         return self.poller
 
     async def poll(self) -> None:
@@ -318,51 +332,66 @@ class AssetModule(EdgeModule[C], Generic[C, D]):
     async def _poll(self, device: D) -> None:
         started = time.perf_counter()
         labels = {"asset_id": device.asset_id}
-        was_online, had_fault = device.online, device.poll_fault
+        fault: str | None = None
         try:
             await device.poll()
             frozen = device.check_live(time.monotonic())
         except DeviceUnavailable as exc:
-            self._poll_failed(device, f"unreachable: {exc}", "unavailable")
+            fault = self._poll_failed(device, f"unreachable: {exc}", "unavailable")
         except DeviceRejected as exc:
             # The device answered but gave no values: never report the last good ones under a fresh timestamp.
-            self._poll_failed(device, f"modbus exception: {exc.exception_code} ({exc.exception_name}) "
-                                      f"to FC{exc.function_code} at {exc.address}", "rejected")
+            fault = self._poll_failed(device, f"modbus exception: {exc.exception_code} ({exc.exception_name}) "
+                                              f"to FC{exc.function_code} at {exc.address}", "rejected")
         except Exception as exc:  # a decoding or mapping bug must not stop the other devices
             log.exception("%s poll failed", device.asset_id, extra=labels)
-            self._poll_failed(device, f"poll failed: {exc}", "internal")
+            fault = self._poll_failed(device, f"poll failed: {exc}", "internal")
         else:
             if frozen:
-                self._poll_failed(device, frozen, "frozen")
+                fault = self._poll_failed(device, frozen, "frozen")
             else:
-                device.online, device.poll_fault = True, None
                 self.metrics.device_poll_seconds.labels(**labels).observe(time.perf_counter() - started)
-        self._say_health_change(device, was_online, had_fault)
+        self._say_health_change(device, device.health.poll_outcome(fault))
         self.metrics.device_online.labels(**labels).set(1 if device.online else 0)
         try:
             message = device.telemetry(self.config.site_id)
         except Exception as exc:  # a value the contract refuses (e.g. NaN from a broken scale factor)
             log.warning("%s: telemetry not sent: %s", device.asset_id, exc, extra=labels)
             self.metrics.device_errors.labels(kind="invalid", **labels).inc()
-            self._poll_failed(device, f"invalid values: {exc}", "invalid")
+            device.health.values_refused(self._poll_failed(device, f"invalid values: {exc}", "invalid"))
             message = device.telemetry(self.config.site_id)
         self.send(TELEMETRY_OUTPUT, message, application_properties(message))
 
-    def _poll_failed(self, device: D, fault: str, kind: str) -> None:
-        device.online, device.poll_fault, device.values = False, fault, {}
-        self.metrics.device_errors.labels(kind=kind, asset_id=device.asset_id).inc()
+    def poller_events(self, asset_id: str) -> Callable[[PollerEvent], None]:
+        """The callback a device's poller reports its exchanges through: they feed the exchange metrics."""
+        metrics = self.metrics
 
-    def _say_health_change(self, device: D, was_online: bool, had_fault: str | None) -> None:
-        """Log and send an event when a device goes offline, changes fault, or comes back."""
+        def record(event: PollerEvent) -> None:
+            metrics.device_exchanges.labels(asset_id=asset_id, operation=event.operation,
+                                            outcome=event.error_kind or "ok").inc()
+            if event.operation != "refused":
+                metrics.device_exchange_seconds.labels(asset_id=asset_id, operation=event.operation).observe(
+                    event.duration_s)
+
+        return record
+
+    def _poll_failed(self, device: D, fault: str, kind: str) -> str:
+        """Drop the values of a failed poll and count the error; returns the fault for the device's health."""
+        device.values = {}
+        self.metrics.device_errors.labels(kind=kind, asset_id=device.asset_id).inc()
+        return fault
+
+    def _say_health_change(self, device: D, change: HealthChange | None) -> None:
+        """Log and send an event for what the device's health says is news: offline, recovered, online."""
         labels = {"asset_id": device.asset_id}
-        if device.online and not was_online:
-            log.info("%s online", device.asset_id, extra=labels)
-            if had_fault is not None:
-                self.event("device_recovered", "info", f"{device.asset_id} is back online (was: {had_fault})",
-                           device.asset_id)
-        elif not device.online and (was_online or _kind(had_fault) != _kind(device.poll_fault)):
-            log.warning("%s offline: %s", device.asset_id, device.poll_fault, extra=labels)
-            self.event("device_offline", "warning", f"{device.asset_id} offline: {device.poll_fault}",
+        if change is None:
+            return
+        if change.change == "offline":
+            log.warning("%s offline: %s", device.asset_id, change.fault, extra=labels)
+            self.event("device_offline", "warning", f"{device.asset_id} offline: {change.fault}", device.asset_id)
+            return
+        log.info("%s online", device.asset_id, extra=labels)
+        if change.change == "recovered":
+            self.event("device_recovered", "info", f"{device.asset_id} is back online (was: {change.fault})",
                        device.asset_id)
 
     def note_command_fault(self, device: AssetDevice[Any], fault: str | None) -> None:
@@ -436,7 +465,3 @@ class CommandResponse(BaseModel):
 def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
-
-def _kind(fault: str | None) -> str | None:
-    """The kind of a fault text (before its colon): a new kind is news, a new retry count is not."""
-    return fault.split(":", 1)[0] if fault else None

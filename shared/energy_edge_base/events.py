@@ -1,11 +1,13 @@
 """Events upstream: faults, recoveries, fail-safes, rejected configurations and restarts.
 
-An `event` message goes on output `events`, which the manifest routes to `$upstream`: it is what an
-operator sees in IoT Hub without reading edge logs. Upstream messages cost money (IoT Hub S1: 400 000
-a day per unit; this product's budget is about 2 000 per site per day), so each module sends through
-a token bucket: bursts of `EVENT_BURST`, at most `EVENTS_PER_DAY` on average. What the bucket holds back
-is counted (metric `energy_edge_events_total{outcome="suppressed"}`) and said in the next event that
-passes, so a flapping device costs a bounded number of messages and no information is silently lost.
+An `event` message goes on output `events`, which the manifest routes to `$upstream` for the asset modules,
+the controller and the telemetry module (the console's stay on the site: its page shows them, and a route
+would take the upstream budget past 2 000 a day): it is what an operator sees in IoT Hub without reading edge
+logs. Upstream messages cost money (IoT Hub S1: 400 000 a day per unit; this product's budget is about 2 000
+per site per day), so each module sends through a token bucket: bursts of `EVENT_BURST`, at most
+`EVENTS_PER_DAY` on average. What the bucket holds back is counted (metric
+`energy_edge_events_total{outcome="suppressed"}`) and said in the next event that passes, so a flapping
+device costs a bounded number of messages and no information is silently lost.
 """
 
 from __future__ import annotations

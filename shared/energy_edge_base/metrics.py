@@ -37,6 +37,19 @@ class ModuleMetrics:
             "Device I/O errors, by kind (unavailable: transport; rejected: Modbus exception reply).",
             ["asset_id", "kind"], registry=reg,
         )
+        # Fed by each device's poller through its events (`AssetModule.poller_events`).
+        self.device_exchange_seconds = Histogram(
+            "energy_edge_device_exchange_seconds",
+            "Time on the wire of one exchange with a device, by operation (poll, write, connect).",
+            ["asset_id", "operation"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=reg,
+        )
+        self.device_exchanges = Counter(
+            "energy_edge_device_exchanges_total",
+            "What the poller did with a device, by operation (poll, write, connect; refused: no I/O while backing "
+            "off) and outcome (ok, unavailable, rejected, verification, invalid).",
+            ["asset_id", "operation", "outcome"], registry=reg,
+        )
         self.device_online = Gauge(
             "energy_edge_device_online", "1 when the device answers, 0 when it does not.", ["asset_id"], registry=reg
         )

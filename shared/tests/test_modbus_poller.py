@@ -352,7 +352,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
 
 
 async def test_read_all_decodes_the_whole_map(backend: Backend) -> None:
-    poller = backend.make_poller()
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(on_event=events.append)
     assert not poller.online  # nothing is known before the first exchange
     values = await poller.read_all()
     assert values == EXPECTED_READ
@@ -364,8 +365,8 @@ async def test_read_all_decodes_the_whole_map(backend: Backend) -> None:
         ("input", 0, 7),
         ("input", 10, 5),
     ]
-    assert poller.stats.polls == poller.stats.polls_ok == 1
-    assert poller.stats.last_poll_latency_s is not None and poller.stats.last_poll_latency_s >= 0
+    assert [(e.operation, e.error_kind) for e in events] == [("connect", None), ("poll", None)]
+    assert all(e.duration_s >= 0 for e in events)
 
 
 async def test_read_subset_brings_its_scale_factor(backend: Backend) -> None:
@@ -396,12 +397,13 @@ async def test_write_uses_fc6_for_one_register_and_fc16_for_more(
     words: list[int],
     read_back: Any,
 ) -> None:
-    poller = backend.make_poller()
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(on_event=events.append)
     assert await poller.write(name, value) == read_back
     assert backend.writes() == [(function_code, address, words)]
     assert await backend.registers("holding", address, len(words)) == words
     assert (await poller.read([name]))[name] == read_back
-    assert poller.stats.writes == poller.stats.writes_ok == 1
+    assert [(e.operation, e.error_kind) for e in events] == [("connect", None), ("write", None), ("poll", None)]
 
 
 async def test_map_can_ask_for_fc16_even_for_one_register(backend: Backend) -> None:
@@ -413,7 +415,8 @@ async def test_map_can_ask_for_fc16_even_for_one_register(backend: Backend) -> N
 
 async def test_write_read_back_mismatch_raises_verification_error(backend: Backend) -> None:
     backend.clamp(address=0, max_raw=1000)  # the device silently caps power_limit_pct at 100.0 %
-    poller = backend.make_poller()
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(on_event=events.append)
     assert await poller.write("power_limit_pct", 80.0) == 80.0
     with pytest.raises(WriteVerificationError) as caught:
         await poller.write("power_limit_pct", 150.0)
@@ -421,7 +424,7 @@ async def test_write_read_back_mismatch_raises_verification_error(backend: Backe
     assert (error.name, error.requested, error.read_back) == ("power_limit_pct", 150.0, 100.0)
     assert poller.online  # the device answered; only the value is wrong
     assert poller.last_error is caught.value
-    assert poller.stats.errors_verification == 1
+    assert [e.error_kind for e in events if e.operation == "write"] == [None, "verification"]
 
 
 @pytest.mark.parametrize(
@@ -437,11 +440,12 @@ async def test_write_read_back_mismatch_raises_verification_error(backend: Backe
 async def test_invalid_write_is_refused_before_any_io(
     backend: Backend, name: str, value: Any, message: str
 ) -> None:
-    poller = backend.make_poller()
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(on_event=events.append)
     with pytest.raises(RegisterValueError, match=message):
         await poller.write(name, value)
     assert backend.writes() == []
-    assert poller.stats.writes == 0 and poller.stats.connect_attempts == 0
+    assert events == []  # not even a connection
 
 
 # ------------------------------------------------------------------------ write_many
@@ -495,8 +499,7 @@ async def test_write_many_sends_one_request_and_reads_back_once(
     assert backend.requests() == requests
     assert backend.writes() == writes
     assert await poller.read(list(values)) == read_back
-    assert poller.stats.writes == poller.stats.writes_ok == 1
-    assert [(e.operation, e.error_kind) for e in events] == [("write", None), ("poll", None)]
+    assert [(e.operation, e.error_kind) for e in events] == [("connect", None), ("write", None), ("poll", None)]
 
 
 WRITE_MANY_REFUSED: list[Any] = [
@@ -527,13 +530,16 @@ async def holding_image(backend: Backend) -> dict[str, list[int]]:
 async def test_write_many_refuses_before_writing_anything(
     backend: Backend, values: dict[str, Any], message: str, asked_device: bool
 ) -> None:
-    poller = backend.make_poller(DEVICE_MAP)
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(DEVICE_MAP, on_event=events.append)
     before = await holding_image(backend)
     with pytest.raises(RegisterValueError, match=message):
         await poller.write_many(values)
     assert backend.writes() == []
     assert await holding_image(backend) == before
-    assert poller.stats.connect_attempts == poller.stats.writes == poller.stats.errors_invalid == asked_device
+    # Refused before any I/O, or (a scale factor read first) after connecting, as an invalid write.
+    asked = [("connect", None), ("write", "invalid")] if asked_device else []
+    assert [(e.operation, e.error_kind) for e in events] == asked
 
 
 async def test_write_many_read_back_mismatch_names_the_register(backend: Backend) -> None:
@@ -546,7 +552,7 @@ async def test_write_many_read_back_mismatch_names_the_register(backend: Backend
     assert (error.name, error.requested, error.read_back) == ("charge_rate_pct", 80.0, 50.0)
     assert [(code, address) for code, address, _ in backend.writes()] == [(16, 32)]
     assert poller.online and poller.last_error is error
-    assert [(e.error_kind, e.register) for e in events] == [
+    assert [(e.error_kind, e.register) for e in events if e.operation == "write"] == [
         ("verification", "discharge_rate_pct+charge_rate_pct")
     ]
 
@@ -566,14 +572,15 @@ REJECTED_REQUESTS: list[Any] = [
 async def test_exception_reply_raises_device_rejected_and_device_stays_online(
     backend: Backend, request_fn: Callable[[ModbusPoller], Awaitable[Any]], function_code: int
 ) -> None:
-    poller = backend.make_poller(OUT_OF_RANGE)
+    events: list[PollerEvent] = []
+    poller = backend.make_poller(OUT_OF_RANGE, on_event=events.append)
     with pytest.raises(DeviceRejected) as caught:
         await request_fn(poller)
     assert caught.value.exception_code == ExceptionCode.ILLEGAL_DATA_ADDRESS
     assert caught.value.exception_name == "ILLEGAL_DATA_ADDRESS"
     assert caught.value.function_code == function_code
     assert poller.online and poller.consecutive_failures == 0 and poller.backoff_remaining_s == 0.0
-    assert poller.stats.errors_rejected == 1 and poller.stats.errors_unavailable == 0
+    assert [e.error_kind for e in events if e.operation != "connect"] == ["rejected"]
     # No backoff after a rejection: the next request goes straight out.
     assert await poller.read(["operating_mode"]) == {"operating_mode": 1}
 
@@ -584,8 +591,9 @@ async def test_exception_reply_raises_device_rejected_and_device_stays_online(
 async def test_device_down_backs_off_then_recovers(backend: Backend) -> None:
     clock = FakeClock()
     transitions: list[bool] = []
+    events: list[PollerEvent] = []
     poller = backend.make_poller(
-        clock=clock, on_online_change=lambda online, _error: transitions.append(online)
+        clock=clock, on_online_change=lambda online, _error: transitions.append(online), on_event=events.append
     )
     assert await poller.read_all() == EXPECTED_READ
 
@@ -597,12 +605,13 @@ async def test_device_down_backs_off_then_recovers(backend: Backend) -> None:
     assert poller.backoff_remaining_s == 1.0
 
     # While backing off nothing touches the network, reads and writes alike.
-    attempts = poller.stats.connect_attempts
+    requests, seen = len(backend.requests()), len(events)
     for call in (poller.read_all, lambda: poller.write("operating_mode", 2)):
         with pytest.raises(DeviceUnavailable, match="backing off") as refused:
             await call()
         assert refused.value.retry_in_s == 1.0
-    assert poller.stats.connect_attempts == attempts and poller.stats.refused_backing_off == 2
+    assert len(backend.requests()) == requests
+    assert [(e.operation, e.error_kind) for e in events[seen:]] == [("refused", "unavailable")] * 2
 
     # Each failed attempt doubles the delay, up to max_s (4 s here).
     for failures, delay_s in [(2, 2.0), (3, 4.0), (4, 4.0)]:
@@ -610,7 +619,8 @@ async def test_device_down_backs_off_then_recovers(backend: Backend) -> None:
         with pytest.raises(DeviceUnavailable, match="cannot connect"):
             await poller.read_all()
         assert poller.consecutive_failures == failures and poller.backoff_remaining_s == delay_s
-    assert poller.stats.connect_attempts == attempts + 3
+    connects = [e.error_kind for e in events if e.operation == "connect"]
+    assert connects[-3:] == ["unavailable"] * 3
 
     await backend.come_back()
     clock.advance(poller.backoff_remaining_s)
@@ -618,7 +628,8 @@ async def test_device_down_backs_off_then_recovers(backend: Backend) -> None:
     assert poller.online and poller.consecutive_failures == 0 and poller.backoff_remaining_s == 0.0
     assert transitions == [True, False, True]
     assert await poller.write("operating_mode", 2) == 2
-    assert poller.stats.errors_by_kind() == {"unavailable": 4, "rejected": 0, "verification": 0, "invalid": 0}
+    failed = [(e.operation, e.error_kind) for e in events if e.error_kind and e.operation in ("poll", "write")]
+    assert failed == [("poll", "unavailable")] * 4
 
 
 async def test_events_feed_the_metrics_layer(backend: Backend) -> None:
@@ -638,16 +649,20 @@ async def test_events_feed_the_metrics_layer(backend: Backend) -> None:
     with pytest.raises(DeviceUnavailable):
         await poller.read_all()
     with pytest.raises(DeviceUnavailable, match="backing off"):
-        await poller.read_all()  # no I/O, so no event
+        await poller.read_all()  # no I/O: a refusal
 
-    assert [(e.operation, e.error_kind, e.register) for e in events] == [
+    # (The fake backend's pollers share one device, so only the TCP one connects twice: connects aside.)
+    assert (events[0].operation, events[0].error_kind) == ("connect", None)
+    assert [(e.operation, e.error_kind, e.register) for e in events if e.operation != "connect"] == [
         ("poll", None, None),
         ("write", None, "operating_mode"),
         ("write", "verification", "power_limit_pct"),
         ("poll", "rejected", None),
         ("poll", "unavailable", None),
+        ("refused", "unavailable", None),
     ]
     assert all(e.duration_s >= 0 for e in events) and events[0].ok and not events[-1].ok
+    assert events[-1].duration_s == 0.0
 
 
 async def test_closed_poller_refuses_calls(backend: Backend) -> None:
@@ -679,17 +694,22 @@ async def test_nothing_listening_is_unavailable() -> None:
     with socket.socket() as probe:  # a port that was just free and has no listener
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    poller = ModbusPoller("127.0.0.1", port, UNIT_ID, INVERTER, timeout_s=1.0, backoff=fast_backoff())
+    events: list[PollerEvent] = []
+    poller = ModbusPoller("127.0.0.1", port, UNIT_ID, INVERTER, timeout_s=1.0, backoff=fast_backoff(),
+                          on_event=events.append)
     try:
         with pytest.raises(DeviceUnavailable, match="cannot connect"):
             await poller.read_all()
-        assert not poller.online and poller.consecutive_failures == 1 and poller.stats.connect_attempts == 1
+        assert not poller.online and poller.consecutive_failures == 1
+        assert [(e.operation, e.error_kind) for e in events] == [("connect", "unavailable"), ("poll", "unavailable")]
     finally:
         await poller.close()
 
 
 async def test_peer_closing_the_connection_is_reconnected_transparently(tcp_server: ModbusTestServer) -> None:
-    poller = ModbusPoller("127.0.0.1", tcp_server.port, UNIT_ID, INVERTER, backoff=fast_backoff())
+    events: list[PollerEvent] = []
+    poller = ModbusPoller("127.0.0.1", tcp_server.port, UNIT_ID, INVERTER, backoff=fast_backoff(),
+                          on_event=events.append)
     try:
         await poller.read_all()
         transport = poller.transport
@@ -699,7 +719,7 @@ async def test_peer_closing_the_connection_is_reconnected_transparently(tcp_serv
         await tcp_server.start()  # same port
         # The close was noticed, so the next call simply reconnects: no error, no backoff.
         assert await poller.read_all() == EXPECTED_READ
-        assert poller.stats.connect_attempts == 2 and poller.stats.errors_unavailable == 0
+        assert [(e.operation, e.error_kind) for e in events] == [("connect", None), ("poll", None)] * 2
     finally:
         await poller.close()
 
@@ -775,6 +795,6 @@ async def test_unusable_scale_factor_on_the_device_refuses_the_write() -> None:
     with pytest.raises(RegisterValueError, match="scale factor"):
         await poller.write("reactive_setpoint_var", 10.0)
     assert device.writes() == []  # nothing was written with a made-up exponent
-    assert poller.online and poller.stats.errors_invalid == 1
-    assert [e.error_kind for e in events] == ["invalid"]
+    assert poller.online
+    assert [(e.operation, e.error_kind) for e in events] == [("connect", None), ("write", "invalid")]
     assert (await poller.read(["ac_power_w"])) == {"ac_power_w": None}

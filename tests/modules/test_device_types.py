@@ -102,11 +102,14 @@ async def test_boiler_module_drives_every_boiler_type(sim: SimProcess, name: str
     """The boiler module's device class for the type sets the thermostat; the simulated boiler follows."""
     from boiler_module.config import BoilerSettings
     from boiler_module.device import DEVICE_CLASSES, BoilerDevice
+    from boiler_module.module import BoilerModule
 
     endpoint = _endpoint(sim, name)
     settings = BoilerSettings(asset_id=endpoint["asset_id"], host=endpoint["host"], port=endpoint["port"],
                               unit_id=endpoint["unit_id"], device_type=name)
-    device = DEVICE_CLASSES.get(name, BoilerDevice)(settings, None)  # type: ignore[arg-type]
+    module = BoilerModule()
+    device = module.make_device(settings)
+    assert type(device) is DEVICE_CLASSES.get(name, BoilerDevice)
     try:
         applied, read_back = await device.set_temperature(71.3)
         step = device.map["setpoint_c"].resolution()
@@ -116,5 +119,13 @@ async def test_boiler_module_drives_every_boiler_type(sim: SimProcess, name: str
         assert device.values["setpoint_c"] == pytest.approx(applied)
         assert device.values["water_temp_c"] == pytest.approx(
             sim.state()["devices"][endpoint["asset_id"]]["temp_c"], abs=device.map["water_temp_c"].resolution())
+        # the poller reports its exchanges to the module's metrics (its events are their one source)
+        sample = module.metrics.registry.get_sample_value
+        labels = {"asset_id": endpoint["asset_id"]}
+        assert (sample("energy_edge_device_exchanges_total", {**labels, "operation": "write", "outcome": "ok"})
+                or 0) >= 1
+        assert (sample("energy_edge_device_exchanges_total", {**labels, "operation": "poll", "outcome": "ok"})
+                or 0) >= 1
+        assert (sample("energy_edge_device_exchange_seconds_count", {**labels, "operation": "poll"}) or 0) >= 1
     finally:
         await device.close()

@@ -122,7 +122,7 @@ async def test_mqtt_controller_telemetry_and_commands(broker: int) -> None:
                                    topic_prefix="site7/pcc", stale_after_s=1.0), None)
     try:
         await poll_until(device, lambda v: {p.name for p in PCC_TOPICS} <= set(v))
-        device.online = True
+        device.health.poll_outcome(None)  # what the poll loop records for a good poll
         telemetry = device.telemetry("site-7")
         assert telemetry.grid_import_kw == 42.0  # type: ignore[attr-defined]
         assert telemetry.peak_shaving_active is True  # type: ignore[attr-defined]

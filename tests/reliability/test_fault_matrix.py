@@ -88,7 +88,7 @@ def test_fault_is_reported_and_the_controller_is_not_misled(site: Site, case: st
         cleared_s = time.monotonic()
         site.sim.post("/faults", {"asset_id": fault.asset_id, "fault": "none"})
         _load_step(site, 40)
-    # back on its own: online within a poll interval (1 s) plus 2 s, control resumed, recovery said upstream
+    # back on its own: online within two poll intervals (1 s) plus 1 s, control resumed, recovery said upstream
     back = site.probe.wait_for(lambda p: p.latest[fault.asset_id]["online"] and p.latest[fault.asset_id], 20,
                                f"{fault.asset_id} back online")
     assert back["fault"] is None

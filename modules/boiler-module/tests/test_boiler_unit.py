@@ -65,14 +65,14 @@ async def test_safe_state_restores_thermostat_operation(fake: FakeModbusDevice) 
 async def test_offline_device_is_reported_and_commands_answer_503(fake: FakeModbusDevice) -> None:
     boiler = FakeBoiler(fake)
     await boiler.poll()
-    boiler.online = True
+    boiler.health.poll_outcome(None)  # what the poll loop records for a good poll
     assert boiler.telemetry("site-1").water_temp_c == 60.0  # type: ignore[attr-defined]
     await boiler.close()
     fake.fail_transport()
     with pytest.raises(MethodError) as refused:
         await boiler.set_temperature(60)
     assert refused.value.status == 503
-    boiler.online = False
+    boiler.health.poll_outcome("unreachable: connection refused")
     telemetry = boiler.telemetry("site-1")
     assert telemetry.online is False  # type: ignore[attr-defined]
     assert telemetry.state == "offline"  # type: ignore[attr-defined]
@@ -82,7 +82,7 @@ async def test_telemetry_sign_convention(fake: FakeModbusDevice) -> None:
     fake.set_value("heater_power_kw", 12.5)
     boiler = FakeBoiler(fake)
     await boiler.poll()
-    boiler.online = True
+    boiler.health.poll_outcome(None)  # what the poll loop records for a good poll
     telemetry = boiler.telemetry("site-1")
     assert telemetry.power_kw == -12.5  # type: ignore[attr-defined]
     assert telemetry.heater_power_kw == 12.5  # type: ignore[attr-defined]

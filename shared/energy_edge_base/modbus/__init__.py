@@ -5,6 +5,7 @@ is a :class:`ModbusPoller` over that map. ``energy_edge_base.modbus.fake`` provi
 device and poller with the same interface for unit tests.
 """
 
+from .health import DeviceHealth, HealthChange
 from .poller import (
     BackoffPolicy,
     DeviceRejected,
@@ -14,7 +15,6 @@ from .poller import (
     ModbusPoller,
     ModbusTransport,
     PollerEvent,
-    PollerStats,
     PymodbusTcpTransport,
     WriteVerificationError,
 )
@@ -38,14 +38,15 @@ __all__ = [
     "Access",
     "BackoffPolicy",
     "DataType",
+    "DeviceHealth",
     "DeviceRejected",
     "DeviceUnavailable",
     "ExceptionCode",
+    "HealthChange",
     "ModbusError",
     "ModbusPoller",
     "ModbusTransport",
     "PollerEvent",
-    "PollerStats",
     "PymodbusTcpTransport",
     "ReadBlock",
     "Register",

@@ -29,6 +29,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from .health import DeviceHealth
 from .registers import (
     MAX_WRITE_REGISTERS,
     ReadBlock,
@@ -51,7 +52,6 @@ __all__ = [
     "ModbusTransport",
     "OnlineCallback",
     "PollerEvent",
-    "PollerStats",
     "PymodbusTcpTransport",
     "WriteVerificationError",
 ]
@@ -345,48 +345,24 @@ class BackoffPolicy:
         return delay_s
 
 
-@dataclass
-class PollerStats:
-    """Counters for the metrics layer to export (plain data: no prometheus here)."""
-
-    polls: int = 0
-    polls_ok: int = 0
-    writes: int = 0
-    writes_ok: int = 0
-    connect_attempts: int = 0
-    errors_unavailable: int = 0
-    errors_rejected: int = 0
-    errors_verification: int = 0
-    errors_invalid: int = 0
-    #: Calls refused without I/O because the poller was backing off.
-    refused_backing_off: int = 0
-    last_poll_latency_s: float | None = None
-
-    def errors_by_kind(self) -> dict[str, int]:
-        """Error counters keyed by kind, ready for a labelled counter."""
-        return {
-            "unavailable": self.errors_unavailable,
-            "rejected": self.errors_rejected,
-            "verification": self.errors_verification,
-            "invalid": self.errors_invalid,
-        }
-
-
 ErrorKind = Literal["unavailable", "rejected", "verification", "invalid"]
+Operation = Literal["poll", "write", "connect", "refused"]
 
 
 @dataclass(frozen=True)
 class PollerEvent:
-    """One exchange with the device (a poll or a write), for histograms and error counters.
+    """One thing the poller did with the device, for the module's metrics and the tests.
 
+    ``operation``: ``poll`` and ``write`` are exchanges (``duration_s`` their time on the wire);
+    ``connect`` is a connection attempt (made lazily before an exchange); ``refused`` is a call
+    refused without I/O while backing off (``duration_s`` 0, ``error_kind`` ``unavailable``).
     ``error_kind``: ``unavailable`` (transport), ``rejected`` (exception reply), ``verification``
     (read-back differs), ``invalid`` (value unusable, e.g. a broken scale factor); None when ok.
-    Calls refused while backing off do no I/O and emit no event (see ``PollerStats``).
     ``register`` names what a write wrote; a ``write_many`` joins its names with ``+`` in address
     order (``discharge_rate_pct+charge_rate_pct``): it was one exchange, so it is one event.
     """
 
-    operation: Literal["poll", "write"]
+    operation: Operation
     duration_s: float
     error_kind: ErrorKind | None = None
     register: str | None = None
@@ -466,6 +442,7 @@ class ModbusPoller:
         transport: ModbusTransport | None = None,
         on_online_change: OnlineCallback | None = None,
         on_event: EventCallback | None = None,
+        health: DeviceHealth | None = None,
     ) -> None:
         if not 0 <= unit_id <= 255:
             raise ValueError(f"unit id {unit_id} outside 0..255")
@@ -479,41 +456,38 @@ class ModbusPoller:
         self._transport: ModbusTransport = transport or PymodbusTcpTransport(
             host, port, unit_id, timeout_s, retries=retries
         )
-        self._backoff = backoff or BackoffPolicy()
-        self._clock = clock
-        self._rng = rng or random.Random()
+        # The device's health is written here (the link) and by the poll loop (the data); a module passes the
+        # device's own, so both read one record.
+        self.health = health or DeviceHealth(backoff, clock=clock, rng=rng)
+        if health is not None and backoff is not None:
+            health.backoff = backoff
         self._on_online_change = on_online_change
         self._on_event = on_event
         self._plan_all = register_map.plan_reads()
         self._io_lock = asyncio.Lock()
-        self._online = False
         self._closed = False
-        self._last_error: BaseException | None = None
-        self._consecutive_failures = 0
-        self._retry_at = float("-inf")
-        self.stats = PollerStats()
 
     # ------------------------------------------------------------------ state
 
     @property
     def online(self) -> bool:
         """True after the last exchange reached the device (exception replies included)."""
-        return self._online
+        return self.health.link_up
 
     @property
     def last_error(self) -> BaseException | None:
         """The most recent error of any kind; kept after recovery as context."""
-        return self._last_error
+        return self.health.last_error
 
     @property
     def consecutive_failures(self) -> int:
         """Transport failures since the last exchange that reached the device."""
-        return self._consecutive_failures
+        return self.health.consecutive_failures
 
     @property
     def backoff_remaining_s(self) -> float:
         """Seconds until the next attempt is allowed (0.0 when not backing off)."""
-        return max(0.0, self._retry_at - self._clock())
+        return self.health.backoff_remaining_s()
 
     @property
     def transport(self) -> ModbusTransport:
@@ -568,7 +542,8 @@ class ModbusPoller:
         """Close the connection; later calls raise :class:`DeviceUnavailable`."""
         self._closed = True
         await self._transport.close()
-        self._set_online(False, None)
+        if self.health.link_closed():
+            self._say_online(False, None)
 
     async def __aenter__(self) -> ModbusPoller:
         return self
@@ -581,7 +556,6 @@ class ModbusPoller:
     async def _read_blocks(self, blocks: Sequence[ReadBlock]) -> dict[str, RegisterValue]:
         async with self._io_lock:
             self._refuse_if_backing_off()
-            self.stats.polls += 1
             started_s = time.perf_counter()
             try:
                 async with self._exchange():
@@ -594,8 +568,7 @@ class ModbusPoller:
             except Exception as exc:
                 self._emit("poll", started_s, exc)
                 raise
-            self.stats.polls_ok += 1
-            self.stats.last_poll_latency_s = self._emit("poll", started_s, None)
+            self._emit("poll", started_s, None)
             return values
 
     def _plan_write(self, values: Mapping[str, Any]) -> _WriteRun:
@@ -627,7 +600,6 @@ class ModbusPoller:
     async def _write_run(self, run: _WriteRun) -> dict[str, RegisterValue]:
         async with self._io_lock:
             self._refuse_if_backing_off()
-            self.stats.writes += 1
             started_s = time.perf_counter()
             try:
                 read_backs = await self._write_and_verify(run)
@@ -635,7 +607,6 @@ class ModbusPoller:
                 self._emit("write", started_s, exc, run.label)
                 raise
             self._emit("write", started_s, None, run.label)
-            self.stats.writes_ok += 1
             return read_backs
 
     async def _write_and_verify(self, run: _WriteRun) -> dict[str, RegisterValue]:
@@ -666,7 +637,7 @@ class ModbusPoller:
             requested, read_back = run.values[register.name], read_backs[register.name]
             if not register.values_match(requested, read_back, scale_factor):
                 error = WriteVerificationError(self.label, register.name, requested, read_back)
-                self._last_error = error
+                self.health.last_error = error
                 raise error
         return {name: read_backs[name] for name in run.values}
 
@@ -677,22 +648,18 @@ class ModbusPoller:
 
     def _emit(
         self,
-        operation: Literal["poll", "write"],
-        started_s: float,
-        error: Exception | None,
+        operation: Operation,
+        started_s: float | None,
+        error: BaseException | None,
         register: str | None = None,
-    ) -> float:
-        duration_s = time.perf_counter() - started_s
+    ) -> None:
+        duration_s = 0.0 if started_s is None else time.perf_counter() - started_s
         kind = None if error is None else _error_kind(error)
-        if kind is not None:
-            field = f"errors_{kind}"  # one counter per ErrorKind, counted here and only here
-            setattr(self.stats, field, getattr(self.stats, field) + 1)
         if self._on_event is not None:
             try:
                 self._on_event(PollerEvent(operation, duration_s, kind, register))
             except Exception:
                 log.exception("%s: event callback failed", self.label)  # observers must not break I/O
-        return duration_s
 
     async def _read_scale_factor(self, sf_name: str) -> int | None:
         # Read fresh rather than trust the last poll: writes are rare, a stale exponent is costly.
@@ -704,20 +671,27 @@ class ModbusPoller:
     def _refuse_if_backing_off(self) -> None:
         if self._closed:
             raise DeviceUnavailable(self.label, "poller is closed")
-        remaining_s = self._retry_at - self._clock()
+        health = self.health
+        remaining_s = health.retry_at_s - health.clock()
         if remaining_s > 0:
-            self.stats.refused_backing_off += 1
-            raise DeviceUnavailable(
+            refused = DeviceUnavailable(
                 self.label,
-                f"backing off {remaining_s:.1f} s after {self._consecutive_failures} failure(s): "
-                f"{self._last_error}",
+                f"backing off {remaining_s:.1f} s after {health.consecutive_failures} failure(s): "
+                f"{health.last_error}",
                 retry_in_s=remaining_s,
             )
+            self._emit("refused", None, refused)
+            raise refused
 
     async def _ensure_connected(self) -> None:
         if not self._transport.connected:
-            self.stats.connect_attempts += 1
-            await self._transport.connect()
+            started_s = time.perf_counter()
+            try:
+                await self._transport.connect()
+            except Exception as exc:
+                self._emit("connect", started_s, exc)
+                raise
+            self._emit("connect", started_s, None)
 
     @asynccontextmanager
     async def _exchange(self) -> AsyncIterator[None]:
@@ -728,7 +702,7 @@ class ModbusPoller:
             await self._record_unavailable(exc)
             raise
         except DeviceRejected as exc:
-            self._last_error = exc
+            self.health.last_error = exc
             self._record_reached()
             raise
         except RegisterValueError:
@@ -739,29 +713,24 @@ class ModbusPoller:
             self._record_reached()
 
     def _record_reached(self) -> None:
-        self._consecutive_failures = 0
-        self._retry_at = float("-inf")
-        self._set_online(True, None)
+        if self.health.link_reached():
+            self._say_online(True, None)
 
     async def _record_unavailable(self, exc: DeviceUnavailable) -> None:
-        self._last_error = exc
-        self._consecutive_failures += 1
-        delay_s = self._backoff.delay_s(self._consecutive_failures, self._rng)
-        self._retry_at = self._clock() + delay_s
+        delay_s, went_down = self.health.link_failed(exc)
         # Drop the socket: after a timeout a late reply could be matched to the next request.
         await self._transport.close()
-        self._set_online(False, exc)
+        if went_down:
+            self._say_online(False, exc)
         log.debug(
             "%s: unavailable (%d in a row), next try in %.1f s",
             self.label,
-            self._consecutive_failures,
+            self.health.consecutive_failures,
             delay_s,
         )
 
-    def _set_online(self, online: bool, error: BaseException | None) -> None:
-        if online == self._online:
-            return
-        self._online = online
+    def _say_online(self, online: bool, error: BaseException | None) -> None:
+        """Log a change of the link and tell the observer."""
         if online:
             log.info("%s: device online", self.label)
         elif not self._closed:
