@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from energy_edge.hub import identity
+from energy_edge.hub.clients import module_client
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emulator-bench.deployment.json"
@@ -333,26 +334,9 @@ def start_mosquitto(work: Path, tls: identity.TlsFiles) -> tuple[Child, int, int
 # ---------------------------------------------------------------- the SDK against the emulator
 
 
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def sdk_module_client(info: dict[str, Any], module_id: str) -> Any:
     """The production way: the factory reads the IOTEDGE_* variables and asks the workload API."""
-    from azure.iot.device.aio import IoTHubModuleClient
-
-    with environment(info["modules"][module_id]["env"]):
-        return IoTHubModuleClient.create_from_edge_environment()
+    return module_client(info, module_id)
 
 
 def sdk_message(seq: int, size: int) -> Any:

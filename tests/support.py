@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -11,10 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from energy_edge.hub.clients import module_client as sdk_module_client
 from energy_edge.ops.manifest import drop_modules
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,27 +93,9 @@ class HubProcess:
         return env
 
 
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration (SDK factories read os.environ)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def module_client(hub: HubProcess, module_id: str) -> Any:
     """A real `IoTHubModuleClient` made the production way: from the IoT Edge environment."""
-    from azure.iot.device.aio import IoTHubModuleClient
-
-    with environment(hub.module_env(module_id)):
-        return IoTHubModuleClient.create_from_edge_environment()
+    return sdk_module_client(hub.hub_json, module_id)
 
 
 def registry_manager(hub: HubProcess) -> Any:
@@ -263,10 +244,7 @@ class TelemetryProbe:
     """A real (sync) module client that keeps the latest message per asset and every message seen."""
 
     def __init__(self, hub: HubProcess, module_id: str = "probe") -> None:
-        from azure.iot.device import IoTHubModuleClient
-
-        with environment(hub.module_env(module_id)):
-            self.client = IoTHubModuleClient.create_from_edge_environment()
+        self.client = sdk_module_client(hub.hub_json, module_id, asyncio=False)
         self.latest: dict[str, dict[str, Any]] = {}
         self.messages: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self._lock = threading.Lock()

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from energy_edge.hub.clients import module_client
 from energy_edge.hub.store import query_upstream
-from tests.support import Site, environment, wait_status
+from tests.support import Site, wait_status
 
 LIMIT_KW = 150.0
 CONTROLLER = {
@@ -58,10 +59,7 @@ class ForgedMeter:
     """The site meter, played by the test through the microgrid-controller module's identity."""
 
     def __init__(self, site: Site) -> None:
-        from azure.iot.device import IoTHubModuleClient
-
-        with environment(site.hub.module_env("microgrid-controller")):
-            self.client = IoTHubModuleClient.create_from_edge_environment()
+        self.client = module_client(site.hub.hub_json, "microgrid-controller", asyncio=False)
         self.client.connect()
         self.grid_import_kw = 100.0
         self._stop = threading.Event()

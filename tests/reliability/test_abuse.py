@@ -69,12 +69,9 @@ def test_the_emulator_answers_400_to_json_nested_3000_deep(site: Site, where: st
 
 
 def test_a_reported_patch_nested_too_deep_is_refused(site: Site) -> None:
-    from azure.iot.device import IoTHubModuleClient
+    from energy_edge.hub.clients import module_client
 
-    from tests.support import environment
-
-    with environment(site.hub.module_env("telemetry")):
-        client = IoTHubModuleClient.create_from_edge_environment()
+    client = module_client(site.hub.hub_json, "telemetry", asyncio=False)
     client.connect()
     try:
         deep: Any = 1

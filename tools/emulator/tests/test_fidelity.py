@@ -21,8 +21,9 @@ from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
 from energy_edge.hub import identity, mqtt_codec
+from energy_edge.hub.clients import module_client
 from energy_edge.hub.errors import parse_error_body
-from tests.support import HubProcess, environment, registry_manager
+from tests.support import HubProcess, registry_manager
 from tools.emulator.tests.test_emulator import Inbox, connected
 
 pytestmark = pytest.mark.integration
@@ -300,10 +301,7 @@ def test_sas_expiry_disconnects_an_mqtt_session(probe_hub: HubProcess) -> None:
 async def test_sdk_renews_its_token_and_keeps_working(probe_hub: HubProcess) -> None:
     # The device SDK renews a SAS token 120 s before it expires: with a 124 s lifetime it reconnects with a
     # token newly signed by its workload socket about every 4 s, the path every long-running module takes.
-    from azure.iot.device.aio import IoTHubModuleClient
-
-    with environment(probe_hub.module_env("sink")):
-        client = IoTHubModuleClient.create_from_edge_environment(sastoken_ttl=124)
+    client = module_client(probe_hub.hub_json, "sink", sastoken_ttl=124)
     reconnects = Inbox()
 
     async def on_state_change() -> None:

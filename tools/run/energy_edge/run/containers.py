@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from energy_edge.run.supervisor import BACKOFF_MAX_S, BACKOFF_MIN_S, Supervisor, module_folder
+from energy_edge.run.restart import RestartBackoff
+from energy_edge.run.supervisor import Supervisor, module_folder
 
 if TYPE_CHECKING:
     from energy_edge.hub.manifest import EdgeConfig
@@ -363,24 +364,20 @@ class ContainerSupervisor(Supervisor):
         log.info("started %s (container %s)", module.name, module.container_id[:12])
 
     async def _watch(self, module: ModuleContainer) -> None:
-        delay_s = BACKOFF_MIN_S
+        backoff = RestartBackoff(module.restart_policy)
         while True:
             result = await self._docker(self.client.api.wait, module.container_id)
             if module._stopping:
                 return
             code = int(result.get("StatusCode", -1))
             module.exit_codes.append(code)
-            restart = module.restart_policy == "always" or (
-                module.restart_policy in ("on-failure", "on-unhealthy") and code != 0)
+            restart = backoff.restarts_after(code)
             log.warning("%s exited with %d%s", module.name, code, "; restarting" if restart else "")
             if not restart:
                 module.state = "exited" if code == 0 else "failed"
                 return
-            if time.monotonic() - module.started_at > 2 * BACKOFF_MAX_S:
-                delay_s = BACKOFF_MIN_S  # it ran well for a while: the backoff starts over
             module.state = "backoff"
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(backoff.delay_s(time.monotonic() - module.started_at))
             if module._stopping:
                 return
             module.restarts += 1

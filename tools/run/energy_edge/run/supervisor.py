@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from energy_edge.hub.manifest import EdgeConfig
 
+from energy_edge.run.restart import RestartBackoff
+
 log = logging.getLogger("energy_edge.run")
 
 REPO = Path(__file__).resolve().parents[4]  # tools/run/energy_edge/run/supervisor.py
-BACKOFF_MIN_S = 1.0
-BACKOFF_MAX_S = 60.0
 STOP_TIMEOUT_S = 10.0
 CONSOLE_USER = "technician"
 _IMAGE_FOLDER = re.compile(r"\$\{MODULES\.([A-Za-z0-9_.-]+?)(?:\.[a-z0-9]+)?\}")
@@ -83,7 +83,7 @@ class ManagedProcess:
         self._monitor = asyncio.create_task(self._watch(), name=f"watch-{self.name}")
 
     async def _watch(self) -> None:
-        delay_s = BACKOFF_MIN_S
+        backoff = RestartBackoff(self.restart_policy)
         while True:
             assert self.proc is not None
             started = time.monotonic()
@@ -91,17 +91,13 @@ class ManagedProcess:
             if self._stopping:
                 return
             self.exit_codes.append(code)
-            restart = self.restart_policy == "always" or (self.restart_policy in ("on-failure", "on-unhealthy")
-                                                          and code != 0)
+            restart = backoff.restarts_after(code)
             log.warning("%s exited with %d%s", self.name, code, "; restarting" if restart else "")
             if not restart:
                 self.state = "exited" if code == 0 else "failed"
                 return
-            if time.monotonic() - started > 2 * BACKOFF_MAX_S:
-                delay_s = BACKOFF_MIN_S  # it ran well for a while: start the backoff over
             self.state = "backoff"
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(backoff.delay_s(time.monotonic() - started))
             if self._stopping:
                 return
             self.restarts += 1
