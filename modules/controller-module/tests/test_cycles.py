@@ -70,12 +70,13 @@ class Run:
     """The closed loop around one controller: the battery follows its setpoints, the inverter its limit."""
 
     controller: Controller
+    start: dt.datetime = T0  # what the rows' t_s count from
     battery_kw: float = 0.0
     solar_limit_kw: float | None = None
     decisions: list[Decision] = field(default_factory=list)
 
     def cycle(self, row: In) -> Decision:
-        now = T0 + dt.timedelta(seconds=row.t_s)
+        now = self.start + dt.timedelta(seconds=row.t_s)
         batteries = () if row.soc_pct is None else (
             BatteryView(BATTERY, True, self.battery_kw, row.soc_pct, 200.0, 100.0, 100.0),)
         solars = () if row.pv_kw is None else (SolarView(
@@ -243,6 +244,36 @@ SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
 def test_energy_shifting_cycles(tariff: str, forecast_kw: list[float], rows: list[tuple[In, Out]]) -> None:
     memory = Memory(forecast_start=T0, forecast_kw=list(forecast_kw))
     run = Run(Controller(config(tariff=tariff, energy_shifting_enabled=True), memory))
+    for n, (row, out) in enumerate(rows):
+        check(run.cycle(row), row, out, n)
+
+
+OCTOBER = dt.datetime(2026, 10, 5, 12, 0, tzinfo=dt.timezone.utc)  # a Monday, out of us-tou's on-peak season
+# per-charge plans as the planner leaves them (on-peak, maximum demand), kW: out of season the on-peak charge counts
+# nowhere in the horizon and its plan is 0 kW; in season the window is planned below the all-hours peak
+PLANNED_TABLES: list[tuple[str, dt.datetime, list[float], list[tuple[In, Out]]]] = [
+    ("time of use out of the on-peak season: the reserve is sized on the charge that counts", OCTOBER,
+     [0.0, 120.0], [
+        (In(0, 100), Out(-18, Mode.BALANCING)),  # 12:00 at 0.10/kWh: fill under the 118 kW target
+        (In(4 * 3600 - 1, 100), Out(ANY)),
+        # 16:00 at 0.25/kWh: nothing above 120 kW ahead, so the battery covers the import (sized on the on-peak
+        # plan of 0 kW, the reserve was the whole battery and it stood idle)
+        (In(4 * 3600, 100), Out(100, Mode.BALANCING)),
+    ]),
+    ("time of use in the on-peak season: the window's plan keeps the battery for the window", T0, [40.0, 120.0], [
+        (In(4 * 3600 - 1, 100), Out(ANY)),
+        (In(4 * 3600, 100), Out(62, Mode.PEAK_SHAVING)),  # 16:00: the on-peak target, 38 kW, not the energy price
+    ]),
+]
+
+
+@pytest.mark.parametrize(("start", "planned_kw", "rows"), [t[1:] for t in PLANNED_TABLES],
+                         ids=[t[0] for t in PLANNED_TABLES])
+def test_energy_shifting_against_planned_charges(start: dt.datetime, planned_kw: list[float],
+                                                 rows: list[tuple[In, Out]]) -> None:
+    memory = Memory(forecast_start=start, forecast_kw=list(FLAT_100), charge_thresholds_kw=list(planned_kw))
+    run = Run(Controller(config(tariff="us-tou", import_limit_kw=None, energy_shifting_enabled=True), memory),
+              start=start)
     for n, (row, out) in enumerate(rows):
         check(run.cycle(row), row, out, n)
 

@@ -50,16 +50,19 @@ class Prices:
         return self.now_per_kwh <= self.lowest_per_kwh + 1e-9
 
 
-def peak_reserve_kwh(net_kw: list[float], active: list[bool] | None, limit_kw: float, max_charge_kw: float,
+def peak_reserve_kwh(net_kw: list[float], limits_kw: list[float | None], max_charge_kw: float,
                      max_discharge_kw: float, charge_efficiency: float, discharge_efficiency: float) -> float:
-    """The battery energy (above its floor) needed now to keep import ≤ `limit_kw` over the forecast `net_kw`,
-    refilling below the limit (freely outside the `active` quarters), as the planner's `holds` assumes.
+    """The battery energy (above its floor) needed now to keep import ≤ `limits_kw[k]` in each quarter of the
+    forecast `net_kw`, refilling below the limit (freely in the quarters whose limit is None: no demand is billed
+    then), as the planner's `holds` assumes. One limit per quarter, because a tariff's demand charges count at
+    different times (an on-peak window held lower than the all-hours peak, nothing at all outside the windows).
 
     Backward: what a quarter needs is what it spends plus what the following quarters need, less what it can
     refill; never below zero."""
     need_kwh = 0.0
     for k in range(len(net_kw) - 1, -1, -1):
-        if active is not None and not active[k]:
+        limit_kw = limits_kw[k]
+        if limit_kw is None:
             need_kwh = max(0.0, need_kwh - max_charge_kw * STEP_H * charge_efficiency)
             continue
         excess_kw = net_kw[k] - limit_kw
