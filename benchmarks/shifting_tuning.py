@@ -7,12 +7,19 @@ A variant is `off` (shifting off), `on` (shifting on, defaults) or comma-separat
 controller's configuration with shifting on. Prints, per tariff and variant, each tuning run's bill ratio / demand
 ratio and their means, and violations. The baseline's and the optimums' bills do not depend on the controller:
 they are computed once per run and tariff and kept in --cache.
+
+    .venv/bin/python benchmarks/shifting_tuning.py --held-out --variants on --cache /tmp/tariff-bills \
+        --out-dir /tmp/shifting-held-out --tariffs us-tou                 # a chosen variant, held out
+
+measures a variant chosen on the tuning runs on the held-out runs (the controller alone, ~30 s a run; the reference
+bills from a tariff_bills.py run's JSON); benchmarks/tariff_tables.py puts it beside that run's peers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,7 @@ import numpy as np
 
 from controller_module.core.config import ControllerConfig
 from energy_edge.bench import replay, tariffs
-from energy_edge.bench.data import SCENARIOS, TUNING_RUNS, build_scenario
+from energy_edge.bench.data import SCENARIOS, TUNING_RUNS, benchmark_runs, build_scenario
 from energy_edge.bench.plant import BatterySpec
 from energy_edge.bench.report import replay_schedule
 
@@ -37,10 +44,16 @@ def variant_config(base: ControllerConfig, variant: str) -> ControllerConfig:
 
 
 def reference_bills(name: str, seed: int, tariff_name: str, cache: Path) -> dict[str, Any]:
-    """The baseline's bill and the bill and demand optimums' (from --cache when there)."""
+    """The baseline's bill and the bill and demand optimums' (from --cache when there, or from a run of
+    tariff_bills.py written there: its per-run JSON holds them)."""
     path = cache / f"{tariff_name}-{name}-{seed}.json"
     if path.exists():
-        return dict(json.loads(path.read_text()))
+        doc = json.loads(path.read_text())
+        if "bills" in doc:
+            bills = doc["bills"]
+            return {"baseline": [bills["baseline"]["total"], bills["baseline"]["demand"]],
+                    "bill optimum": bills["bill optimum"]["total"], "demand optimum": bills["demand optimum"]["demand"]}
+        return dict(doc)
     tariff = tariffs.load_tariff(tariff_name)
     series = build_scenario(name, seed)
     battery = BatterySpec.of(SCENARIOS[name].battery)
@@ -64,10 +77,17 @@ def main() -> int:
     parser.add_argument("--tariffs", nargs="*", default=["monthly-15", "us-tou"])
     parser.add_argument("--variants", nargs="*", default=["off", "on"])
     parser.add_argument("--runs", nargs="*", default=None, help="name:seed (default: the tuning runs)")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/shifting-tuning"))
+    parser.add_argument("--held-out", action="store_true", help="the held-out runs instead of the tuning runs")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/shifting-tuning"),
+                        help="the reference bills (a tariff_bills.py --out-dir serves too)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="a JSON per tariff, run and variant")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     runs = ([(r.split(":")[0], int(r.split(":")[1])) for r in args.runs] if args.runs else sorted(TUNING_RUNS))
+    if args.held_out:
+        runs = [r for r in benchmark_runs() if r not in TUNING_RUNS]
+    if args.out_dir:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
     for tariff_name in args.tariffs:
         tariff = tariffs.load_tariff(tariff_name)
         print(f"\n**{tariff_name}**, bill ratio / demand ratio\n")
@@ -81,9 +101,11 @@ def main() -> int:
             prepared.append((series, battery, steps, reference_bills(name, seed, tariff_name, args.cache)))
         for variant in args.variants:
             cells, bills, demands, violations = [], [], [], 0
-            for series, battery, steps, ref in prepared:
+            for (name, seed), (series, battery, steps, ref) in zip(runs, prepared, strict=True):
                 config = variant_config(replay.controller_config(battery, tariff), variant)
+                cpu_started = time.process_time()
                 run = replay.run(series, battery, config)
+                cpu_s = time.process_time() - cpu_started
                 b = tariffs.bill_of(steps, series, series.net_kw - run.battery_kw)
                 base_total, base_demand = ref["baseline"]
                 bill_ratio = (base_total - b.total) / (base_total - ref["bill optimum"])
@@ -92,6 +114,12 @@ def main() -> int:
                 demands.append(demand_ratio)
                 violations += run.violations.total
                 cells.append(f"{bill_ratio:.3f} / {demand_ratio:.3f}")
+                if args.out_dir:
+                    doc = {"tariff": tariff_name, "scenario": name, "seed": seed, "variant": variant,
+                           "bill_ratio": round(bill_ratio, 4), "demand_ratio": round(demand_ratio, 4),
+                           "saving": round(base_total - b.total, 2), "violations": run.violations.total,
+                           "controller_cpu_s": round(cpu_s, 2)}
+                    (args.out_dir / f"{tariff_name}-{name}-{seed}-{variant}.json").write_text(json.dumps(doc) + "\n")
             print(f"| {variant} | " + " | ".join(cells)
                   + f" | {np.mean(bills):.3f} / {np.mean(demands):.3f} | {violations} |", flush=True)
     return 0
