@@ -215,7 +215,7 @@ def check(d: Decision, row: In, out: Out, n: int) -> None:
 # the planner's forecast from T0 (import +, export −), kW per quarter: energy shifting sizes its reserve on it
 FLAT_100 = [100.0] * 96
 SUNNY = [-100.0] * 40 + [100.0] * 56  # 950 kWh of surplus ahead: more than the battery holds
-PEAKS_THEN_SUN = [200.0] * 8 + SUNNY[8:]  # two hours 52 kW above the 148 kW target: ~110 kWh, ×1.5 reserved
+PEAKS_THEN_SUN = [200.0] * 8 + SUNNY[8:]  # two hours 52 kW above the 148 kW target: ~110 kWh reserved
 SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
     ("flat price: PV surplus is stored, the peak still comes first", "monthly-15", FLAT_100, [
         (In(0, -60), Out(-60, Mode.BALANCING)),  # export pays 0.07, import 0.20: store it
@@ -227,7 +227,7 @@ SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
         (In(1, 180), Out(100, Mode.PEAK_SHAVING)),  # covering import above the target too
     ]),
     ("flat price, sun and peaks ahead: the reserve for the peaks is refilled first", "monthly-15", PEAKS_THEN_SUN, [
-        (In(0, 100), Out(-48, Mode.BALANCING)),  # 81 kWh held, ~164 reserved
+        (In(0, 100), Out(-48, Mode.BALANCING)),  # 81 kWh held, ~110 reserved
     ]),
     ("time of use: fill in the cheap hours, cover import in the dear ones", "us-tou", FLAT_100, [
         (In(0, 100), Out(-48, Mode.BALANCING)),  # 12:00 at 0.10/kWh: fill under the target
@@ -246,6 +246,15 @@ def test_energy_shifting_cycles(tariff: str, forecast_kw: list[float], rows: lis
     run = Run(Controller(config(tariff=tariff, energy_shifting_enabled=True), memory))
     for n, (row, out) in enumerate(rows):
         check(run.cycle(row), row, out, n)
+
+
+@pytest.mark.parametrize(("factor", "battery_kw"), [(1.0, 100), (1.5, -48)])
+def test_the_reserve_factor_scales_what_is_kept_for_the_peaks(factor: float, battery_kw: float) -> None:
+    """130 kWh held, the peaks ahead need ~110: the default (1.0) spends the rest on the import before the sun,
+    a factor of 1.5 keeps ~164 and refills under the target instead."""
+    memory = Memory(forecast_start=T0, forecast_kw=list(PEAKS_THEN_SUN))
+    run = Run(Controller(config(energy_shifting_enabled=True, shifting_reserve_factor=factor), memory))
+    check(run.cycle(In(0, 100, soc_pct=70)), In(0, 100), Out(battery_kw, Mode.BALANCING), 0)
 
 
 OCTOBER = dt.datetime(2026, 10, 5, 12, 0, tzinfo=dt.timezone.utc)  # a Monday, out of us-tou's on-peak season
