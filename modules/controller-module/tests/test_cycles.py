@@ -216,6 +216,8 @@ def check(d: Decision, row: In, out: Out, n: int) -> None:
 FLAT_100 = [100.0] * 96
 SUNNY = [-100.0] * 40 + [100.0] * 56  # 950 kWh of surplus ahead: more than the battery holds
 PEAKS_THEN_SUN = [200.0] * 8 + SUNNY[8:]  # two hours 52 kW above the 148 kW target: ~110 kWh reserved
+SUN_BEFORE_DEAR = [-100.0] * 8 + [100.0] * 88  # 12:00-14:00 exports 100 kW: ~190 kWh, more than the battery holds
+SUN_AFTER_DEAR = [100.0] * 80 + [-100.0] * 16  # the surplus comes tomorrow morning, after 16:00-21:00
 SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
     ("flat price: PV surplus is stored, the peak still comes first", "monthly-15", FLAT_100, [
         (In(0, -60), Out(-60, Mode.BALANCING)),  # export pays 0.07, import 0.20: store it
@@ -235,6 +237,12 @@ SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
         (In(4 * 3600 - 1, 100), Out(ANY)),
         (In(4 * 3600, 100), Out(100, Mode.BALANCING)),  # 16:00 at 0.25/kWh, no peak ahead: spend it
         (In(4 * 3600 + 1, 180), Out(100, Mode.PEAK_SHAVING)),
+    ]),
+    ("time of use, the sun before the dear hours: the cheap hours leave it room", "us-tou", SUN_BEFORE_DEAR, [
+        (In(0, 100), Out(100, Mode.BALANCING)),  # 12:00: the surplus refills it by 16:00, so it covers the import
+    ]),
+    ("time of use, the sun only after the dear hours: the cheap hours fill it", "us-tou", SUN_AFTER_DEAR, [
+        (In(0, 100), Out(-48, Mode.BALANCING)),
     ]),
 ]
 

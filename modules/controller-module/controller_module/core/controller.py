@@ -424,26 +424,32 @@ class Controller:
                mem.planned_threshold_kw, tuple(mem.charge_thresholds_kw or ()))
         if mem.shift_reserve is None or mem.shift_reserve[0] != key:
             forecast = mem.forecast_kw[skip:]
-            limits = self._reserve_limits(mem.forecast_start + dt.timedelta(seconds=skip * QUARTER_S),
-                                          len(forecast), aim)
+            start = mem.forecast_start + dt.timedelta(seconds=skip * QUARTER_S)
+            times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
+            limits = self._reserve_limits(times, aim)
             if limits is None:
                 return float("inf"), 0.0
             envelope = BatteryEnvelope(0.0, 0.0, sum(u.max_charge_kw for u in units),
                                        sum(u.max_discharge_kw for u in units))
             need = peak_reserve_kwh(forecast, limits, envelope.max_charge_kw, envelope.max_discharge_kw,
                                     envelope.charge_efficiency, envelope.discharge_efficiency)
-            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast, envelope.charge_efficiency)))
+            # the surplus that refills the battery before the next dearer hour (a time-of-use tariff's; flat: all)
+            tariff = self.config.tariff
+            lowest = min([tariff.energy_price_per_kwh, *(p.price_per_kwh for p in tariff.energy_prices)])
+            until = next((k for k, t in enumerate(times) if k > 0 and tariff.energy_price_at(t) > lowest + 1e-9),
+                         len(forecast))
+            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast[:until], envelope.charge_efficiency)))
         return mem.shift_reserve[1]
 
-    def _reserve_limits(self, start: dt.datetime, quarters: int, aim: Aim) -> list[float | None] | None:
-        """The limit the reserve is sized on in each quarter from `start` (None: no demand billed then): the plan,
-        not a billed peak above it (a peak billed early in the month, the battery spent on energy, would size the
-        reserve at nothing and leave the battery empty for the month's real peak). With charges that count at
-        different times, each quarter takes the lowest plan of the charges counting in it: sized on one limit
+    def _reserve_limits(self, times: list[dt.datetime], aim: Aim) -> list[float | None] | None:
+        """The limit the reserve is sized on in each of the quarters at `times` (None: no demand billed then).
+
+        The plan, not a billed peak above it: a peak billed early in the month (the battery spent on energy) would
+        size the reserve at nothing and leave the battery empty for the month's real peak. With charges that count
+        at different times, each quarter takes the lowest plan of the charges counting in it: sized on one limit
         for all, the reserve held an on-peak window's plan all day, or a plan of 0 kW for a window out of season,
         and kept the whole battery from shifting. None without any limit."""
         mem, tariff = self.memory, self.config.tariff
-        times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(quarters)]
         charges = tariff.demand_charges
         by_charge = mem.charge_thresholds_kw
         if self.config.import_limit_kw is None and by_charge is not None and len(by_charge) == len(charges):
