@@ -14,6 +14,7 @@ from controller_module.core.allocation import Unit, split
 from controller_module.core.config import ControllerConfig
 from controller_module.core.controller import BoilerMode, Controller, Dispatch, Mode
 from controller_module.core.planner import BatteryEnvelope, hindsight_threshold, holds, plan_threshold
+from controller_module.core.shifting import peak_reserve_kwh
 from controller_module.core.state import BatteryView, BoilerView, MeterView, SiteState, SolarView, TimeAverage
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -214,6 +215,25 @@ def test_plan_as_if_the_day_came_again(case: str, net: list[float], battery_env:
                                        twice_kw: float) -> None:
     assert plan_threshold(net, battery_env) == pytest.approx(once_kw, abs=0.6)
     assert plan_threshold(net, battery_env, repeats=2) == pytest.approx(twice_kw, abs=0.6)
+
+
+@pytest.mark.parametrize(
+    ("case", "net_kw", "limits_kw", "reserve_kwh"),
+    [
+        ("nothing billed: nothing to keep", [150.0] * 8, [None] * 8, 0.0),
+        ("an hour 50 kW above the limit", [150.0] * 4, [100.0] * 4, 4 * 50 * 0.25 / 0.95),
+        ("billed quarters after the peak need nothing", [150.0] * 8, [100.0] * 4 + [None] * 4, 4 * 50 * 0.25 / 0.95),
+        ("an hour free of charges before the peak refills it", [150.0] * 8, [None] * 4 + [100.0] * 4, 0.0),
+        ("room under the limit before the peak refills part of it", [80.0] * 4 + [150.0] * 4, [100.0] * 8,
+         4 * 50 * 0.25 / 0.95 - 4 * 20 * 0.25 * 0.95),
+        ("a lower limit later (an on-peak window) adds its own need", [150.0] * 8, [140.0] * 4 + [100.0] * 4,
+         4 * 10 * 0.25 / 0.95 + 4 * 50 * 0.25 / 0.95),
+        ("no more than the rating per quarter", [300.0] * 4, [100.0] * 4, 4 * 100 * 0.25 / 0.95),
+    ],
+)
+def test_the_peak_reserve_per_quarter(case: str, net_kw: list[float], limits_kw: list[float | None],
+                                      reserve_kwh: float) -> None:
+    assert peak_reserve_kwh(net_kw, limits_kw, 100.0, 100.0, 0.95, 0.95) == pytest.approx(reserve_kwh, abs=1e-9)
 
 
 def test_hindsight_threshold_starts_full() -> None:

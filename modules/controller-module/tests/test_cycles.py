@@ -70,12 +70,13 @@ class Run:
     """The closed loop around one controller: the battery follows its setpoints, the inverter its limit."""
 
     controller: Controller
+    start: dt.datetime = T0  # what the rows' t_s count from
     battery_kw: float = 0.0
     solar_limit_kw: float | None = None
     decisions: list[Decision] = field(default_factory=list)
 
     def cycle(self, row: In) -> Decision:
-        now = T0 + dt.timedelta(seconds=row.t_s)
+        now = self.start + dt.timedelta(seconds=row.t_s)
         batteries = () if row.soc_pct is None else (
             BatteryView(BATTERY, True, self.battery_kw, row.soc_pct, 200.0, 100.0, 100.0),)
         solars = () if row.pv_kw is None else (SolarView(
@@ -214,7 +215,9 @@ def check(d: Decision, row: In, out: Out, n: int) -> None:
 # the planner's forecast from T0 (import +, export −), kW per quarter: energy shifting sizes its reserve on it
 FLAT_100 = [100.0] * 96
 SUNNY = [-100.0] * 40 + [100.0] * 56  # 950 kWh of surplus ahead: more than the battery holds
-PEAKS_THEN_SUN = [200.0] * 8 + SUNNY[8:]  # two hours 52 kW above the 148 kW target: ~110 kWh, ×1.5 reserved
+PEAKS_THEN_SUN = [200.0] * 8 + SUNNY[8:]  # two hours 52 kW above the 148 kW target: ~110 kWh reserved
+SUN_BEFORE_DEAR = [-100.0] * 8 + [100.0] * 88  # 12:00-14:00 exports 100 kW: ~190 kWh, more than the battery holds
+SUN_AFTER_DEAR = [100.0] * 80 + [-100.0] * 16  # the surplus comes tomorrow morning, after 16:00-21:00
 SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
     ("flat price: PV surplus is stored, the peak still comes first", "monthly-15", FLAT_100, [
         (In(0, -60), Out(-60, Mode.BALANCING)),  # export pays 0.07, import 0.20: store it
@@ -226,7 +229,7 @@ SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
         (In(1, 180), Out(100, Mode.PEAK_SHAVING)),  # covering import above the target too
     ]),
     ("flat price, sun and peaks ahead: the reserve for the peaks is refilled first", "monthly-15", PEAKS_THEN_SUN, [
-        (In(0, 100), Out(-48, Mode.BALANCING)),  # 81 kWh held, ~164 reserved
+        (In(0, 100), Out(-48, Mode.BALANCING)),  # 81 kWh held, ~110 reserved
     ]),
     ("time of use: fill in the cheap hours, cover import in the dear ones", "us-tou", FLAT_100, [
         (In(0, 100), Out(-48, Mode.BALANCING)),  # 12:00 at 0.10/kWh: fill under the target
@@ -234,6 +237,12 @@ SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
         (In(4 * 3600 - 1, 100), Out(ANY)),
         (In(4 * 3600, 100), Out(100, Mode.BALANCING)),  # 16:00 at 0.25/kWh, no peak ahead: spend it
         (In(4 * 3600 + 1, 180), Out(100, Mode.PEAK_SHAVING)),
+    ]),
+    ("time of use, the sun before the dear hours: the cheap hours leave it room", "us-tou", SUN_BEFORE_DEAR, [
+        (In(0, 100), Out(100, Mode.BALANCING)),  # 12:00: the surplus refills it by 16:00, so it covers the import
+    ]),
+    ("time of use, the sun only after the dear hours: the cheap hours fill it", "us-tou", SUN_AFTER_DEAR, [
+        (In(0, 100), Out(-48, Mode.BALANCING)),
     ]),
 ]
 
@@ -243,6 +252,45 @@ SHIFTING_TABLES: list[tuple[str, str, list[float], list[tuple[In, Out]]]] = [
 def test_energy_shifting_cycles(tariff: str, forecast_kw: list[float], rows: list[tuple[In, Out]]) -> None:
     memory = Memory(forecast_start=T0, forecast_kw=list(forecast_kw))
     run = Run(Controller(config(tariff=tariff, energy_shifting_enabled=True), memory))
+    for n, (row, out) in enumerate(rows):
+        check(run.cycle(row), row, out, n)
+
+
+@pytest.mark.parametrize(("factor", "battery_kw"), [(1.0, 100), (1.5, -48)])
+def test_the_reserve_factor_scales_what_is_kept_for_the_peaks(factor: float, battery_kw: float) -> None:
+    """130 kWh held, the peaks ahead need ~110: the default (1.0) spends the rest on the import before the sun,
+    a factor of 1.5 keeps ~164 and refills under the target instead."""
+    memory = Memory(forecast_start=T0, forecast_kw=list(PEAKS_THEN_SUN))
+    run = Run(Controller(config(energy_shifting_enabled=True, shifting_reserve_factor=factor), memory))
+    check(run.cycle(In(0, 100, soc_pct=70)), In(0, 100), Out(battery_kw, Mode.BALANCING), 0)
+
+
+OCTOBER = dt.datetime(2026, 10, 5, 12, 0, tzinfo=dt.timezone.utc)  # a Monday, out of us-tou's on-peak season
+# per-charge plans as the planner leaves them (on-peak, maximum demand), kW: out of season the on-peak charge counts
+# nowhere in the horizon and its plan is 0 kW; in season the window is planned below the all-hours peak
+PLANNED_TABLES: list[tuple[str, dt.datetime, list[float], list[tuple[In, Out]]]] = [
+    ("time of use out of the on-peak season: the reserve is sized on the charge that counts", OCTOBER,
+     [0.0, 120.0], [
+        (In(0, 100), Out(-18, Mode.BALANCING)),  # 12:00 at 0.10/kWh: fill under the 118 kW target
+        (In(4 * 3600 - 1, 100), Out(ANY)),
+        # 16:00 at 0.25/kWh: nothing above 120 kW ahead, so the battery covers the import (sized on the on-peak
+        # plan of 0 kW, the reserve was the whole battery and it stood idle)
+        (In(4 * 3600, 100), Out(100, Mode.BALANCING)),
+    ]),
+    ("time of use in the on-peak season: the window's plan keeps the battery for the window", T0, [40.0, 120.0], [
+        (In(4 * 3600 - 1, 100), Out(ANY)),
+        (In(4 * 3600, 100), Out(62, Mode.PEAK_SHAVING)),  # 16:00: the on-peak target, 38 kW, not the energy price
+    ]),
+]
+
+
+@pytest.mark.parametrize(("start", "planned_kw", "rows"), [t[1:] for t in PLANNED_TABLES],
+                         ids=[t[0] for t in PLANNED_TABLES])
+def test_energy_shifting_against_planned_charges(start: dt.datetime, planned_kw: list[float],
+                                                 rows: list[tuple[In, Out]]) -> None:
+    memory = Memory(forecast_start=start, forecast_kw=list(FLAT_100), charge_thresholds_kw=list(planned_kw))
+    run = Run(Controller(config(tariff="us-tou", import_limit_kw=None, energy_shifting_enabled=True), memory),
+              start=start)
     for n, (row, out) in enumerate(rows):
         check(run.cycle(row), row, out, n)
 

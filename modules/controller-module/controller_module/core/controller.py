@@ -417,25 +417,52 @@ class Controller:
         """(the energy the planner's forecast says the peaks need from now on, the PV surplus it expects), both
         as energy in the battery (core/shifting.py); without a forecast or a limit, (inf, 0): nothing shifts."""
         mem = self.memory
-        # sized on the plan, not on a billed peak above it: a peak billed early in the month (the battery spent on
-        # energy) would otherwise size the reserve at nothing and leave the battery empty for the month's real peak
-        limits = [x for x in (aim.target_kw, mem.planned_threshold_kw, *(mem.charge_thresholds_kw or ()))
-                  if x is not None]
-        if mem.forecast_kw is None or mem.forecast_start is None or not limits:
+        if mem.forecast_kw is None or mem.forecast_start is None:
             return float("inf"), 0.0
-        limit_kw = min(limits)
-        key = (mem.forecast_start, round(limit_kw, 1))
+        skip = max(0, int((now - mem.forecast_start).total_seconds() // QUARTER_S))
+        key = (mem.forecast_start, skip, None if aim.target_kw is None else round(aim.target_kw, 1),
+               mem.planned_threshold_kw, tuple(mem.charge_thresholds_kw or ()))
         if mem.shift_reserve is None or mem.shift_reserve[0] != key:
-            skip = max(0, int((now - mem.forecast_start).total_seconds() // QUARTER_S))
             forecast = mem.forecast_kw[skip:]
-            active = self.planner.billed_quarters(mem.forecast_start + dt.timedelta(seconds=skip * QUARTER_S),
-                                                  len(forecast))
+            start = mem.forecast_start + dt.timedelta(seconds=skip * QUARTER_S)
+            times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
+            limits = self._reserve_limits(times, aim)
+            if limits is None:
+                return float("inf"), 0.0
             envelope = BatteryEnvelope(0.0, 0.0, sum(u.max_charge_kw for u in units),
                                        sum(u.max_discharge_kw for u in units))
-            need = peak_reserve_kwh(forecast, active, limit_kw, envelope.max_charge_kw, envelope.max_discharge_kw,
+            need = peak_reserve_kwh(forecast, limits, envelope.max_charge_kw, envelope.max_discharge_kw,
                                     envelope.charge_efficiency, envelope.discharge_efficiency)
-            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast, envelope.charge_efficiency)))
+            # the surplus that refills the battery before the next dearer hour (a time-of-use tariff's; flat: all)
+            tariff = self.config.tariff
+            lowest = min([tariff.energy_price_per_kwh, *(p.price_per_kwh for p in tariff.energy_prices)])
+            until = next((k for k, t in enumerate(times) if k > 0 and tariff.energy_price_at(t) > lowest + 1e-9),
+                         len(forecast))
+            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast[:until], envelope.charge_efficiency)))
         return mem.shift_reserve[1]
+
+    def _reserve_limits(self, times: list[dt.datetime], aim: Aim) -> list[float | None] | None:
+        """The limit the reserve is sized on in each of the quarters at `times` (None: no demand billed then).
+
+        The plan, not a billed peak above it: a peak billed early in the month (the battery spent on energy) would
+        size the reserve at nothing and leave the battery empty for the month's real peak. With charges that count
+        at different times, each quarter takes the lowest plan of the charges counting in it: sized on one limit
+        for all, the reserve held an on-peak window's plan all day, or a plan of 0 kW for a window out of season,
+        and kept the whole battery from shifting. None without any limit."""
+        mem, tariff = self.memory, self.config.tariff
+        charges = tariff.demand_charges
+        by_charge = mem.charge_thresholds_kw
+        if self.config.import_limit_kw is None and by_charge is not None and len(by_charge) == len(charges):
+            limits: list[float | None] = []
+            for t in times:
+                counting = [kw for charge, kw in zip(charges, by_charge, strict=True) if charge.counts_at(t)]
+                limits.append(min(counting) if counting else None)
+            return limits
+        known = [x for x in (aim.target_kw, mem.planned_threshold_kw) if x is not None]
+        if not known:
+            return None
+        limit_kw = min(known)
+        return [limit_kw if tariff.demand_counts_at(t) else None for t in times]
 
     def _mode(self, dispatched: bool, peak_active: bool, p_total: float) -> Mode:
         if dispatched:

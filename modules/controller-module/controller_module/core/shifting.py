@@ -7,7 +7,8 @@ import, or prices import by time of use, the energy above what the coming peaks 
 - above the peak reserve the battery covers the site's import, in the expensive hours of a time-of-use
   tariff, at any hour of a flat one (it is then refilled only by PV surplus or in cheap hours);
 - in the cheapest hours of a time-of-use tariff whose spread pays for the round trip, the grid fills the
-  battery under the limit; in the other hours the grid refills only the peak reserve.
+  battery under the limit, leaving room for the PV surplus expected before the dearer hours; in the dearer hours
+  the grid refills only the peak reserve.
 
 The peak reserve is the energy the planner's forecast (the upper envelope, planner.py) says the battery
 needs to hold the limit until the end of the forecast, refilling below the limit as the planner assumes,
@@ -50,16 +51,19 @@ class Prices:
         return self.now_per_kwh <= self.lowest_per_kwh + 1e-9
 
 
-def peak_reserve_kwh(net_kw: list[float], active: list[bool] | None, limit_kw: float, max_charge_kw: float,
+def peak_reserve_kwh(net_kw: list[float], limits_kw: list[float | None], max_charge_kw: float,
                      max_discharge_kw: float, charge_efficiency: float, discharge_efficiency: float) -> float:
-    """The battery energy (above its floor) needed now to keep import ≤ `limit_kw` over the forecast `net_kw`,
-    refilling below the limit (freely outside the `active` quarters), as the planner's `holds` assumes.
+    """The battery energy (above its floor) needed now to keep import ≤ `limits_kw[k]` in each quarter of the
+    forecast `net_kw`, refilling below the limit (freely in the quarters whose limit is None: no demand is billed
+    then), as the planner's `holds` assumes. One limit per quarter, because a tariff's demand charges count at
+    different times (an on-peak window held lower than the all-hours peak, nothing at all outside the windows).
 
     Backward: what a quarter needs is what it spends plus what the following quarters need, less what it can
     refill; never below zero."""
     need_kwh = 0.0
     for k in range(len(net_kw) - 1, -1, -1):
-        if active is not None and not active[k]:
+        limit_kw = limits_kw[k]
+        if limit_kw is None:
             need_kwh = max(0.0, need_kwh - max_charge_kw * STEP_H * charge_efficiency)
             continue
         excess_kw = net_kw[k] - limit_kw
@@ -82,15 +86,17 @@ def shifting_kw(g_free: float, energy_kwh: float, reserve_kwh: float, keep_kwh: 
 
     `energy_kwh` is the energy above the floor now, `capacity_kwh` the window between floor and ceiling,
     `reserve_kwh` what the peaks need, `keep_kwh` (≥ reserve) what the grid keeps in the battery outside the
-    cheapest hours: the capacity less the PV surplus expected to refill it, so that energy spent on import is
-    energy the sun gives back; `headroom_kw` how far import may rise before the target (inf: nothing billed)."""
+    dearer hours of a time-of-use tariff: the capacity less the PV surplus expected to refill it before them, so
+    that energy spent on import is energy the sun gives back (filled from the grid in the cheap hours, the battery
+    exported the noon surplus at a third of the price); `headroom_kw` how far import may rise before the target
+    (inf: nothing billed)."""
     if g_free < 0:  # export: store the surplus
         return max(g_free, -max_charge_kw)
     room_kw = max(0.0, headroom_kw)
-    if prices.grid_shift_pays:
-        if prices.cheap_now:  # cheapest hours: fill the battery under the limit
-            return -min(max_charge_kw, room_kw, (capacity_kwh - energy_kwh) / max(cycle_h, 1e-9))
+    if prices.grid_shift_pays and not prices.cheap_now:
         keep_kwh = reserve_kwh  # dearer hours: what is spent above the reserve is bought back cheaper
+    # (in the cheapest hours of a time-of-use tariff, as at any hour of a flat one: the grid fills the battery
+    # under the limit up to what the PV surplus expected before the next dearer hour leaves to fill)
     if energy_kwh > keep_kwh:
         # cover the import, no faster than the energy above what is kept lasts this cycle
         return min(g_free, max_discharge_kw, (energy_kwh - keep_kwh) / max(cycle_h, 1e-9))

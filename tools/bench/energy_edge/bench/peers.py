@@ -244,6 +244,11 @@ def mpc(series: SiteSeries, steps: TariffSteps, battery: BatterySpec, settings: 
         model.changeRowsBounds(n_rows, all_rows, row_lower, row_upper)  # type: ignore[attr-defined]  # not in the stub
         model.run()
         if model.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            # the warm start can end in a numerical dead end (us-tou, commercial 2: status "Unknown" at step 34238);
+            # the same LP solved from scratch is fine, so it is retried once without the last basis
+            model.clearSolver()
+            model.run()
+        if model.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             raise OptimumError(f"MPC step {k}: HiGHS {model.modelStatusToString(model.getModelStatus())}")
         x = model.getSolution().col_value
         power = x[dis] - x[ch]
