@@ -17,11 +17,12 @@ import json
 import time
 from pathlib import Path
 
+from shifting_tuning import reference_bills
+
 from energy_edge.bench import peers, tariffs
 from energy_edge.bench.cli import MPC_SETTINGS
 from energy_edge.bench.data import SCENARIOS, TUNING_RUNS, benchmark_runs, build_scenario
 from energy_edge.bench.plant import BatterySpec
-from shifting_tuning import reference_bills
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ from controller_module.core.controller import (
     NotDispatchable,
 )
 from controller_module.core.state import BatteryView, BoilerView, MeterView, SiteState, SolarView
+from controller_module.core.tariff import DemandLedger
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)  # the start of a billing quarter
 BATTERY, METER, PV, BOILER = "bat-1", "pcc-1", "pv-1", "boiler-1"
@@ -293,6 +294,28 @@ def test_energy_shifting_against_planned_charges(start: dt.datetime, planned_kw:
               start=start)
     for n, (row, out) in enumerate(rows):
         check(run.cycle(row), row, out, n)
+
+
+JUNE_2 = dt.datetime(2026, 6, 2, 12, 0, tzinfo=dt.timezone.utc)  # a Tuesday in us-tou's on-peak season
+EVENING_20 = [100.0] * 16 + [20.0] * 20 + [100.0] * 60  # the 16:00-21:00 window at 20 kW: ~105 kWh to hold 0 kW
+
+
+@pytest.mark.parametrize(("share", "battery_kw"), [
+    (0.0, -38),  # sized on the on-peak plan (0 kW): ~105 kWh kept, 90 held: the dear hour buys up to the 58 kW target
+    (0.25, 20),  # a quarter of the way to the 60 kW billed: 15 kW, ~26 kWh kept; the rest covers the dear import
+    (1.0, 20),  # on the billed peak: nothing above 60 kW ahead, nothing kept
+])
+def test_the_reserve_rises_toward_what_the_charge_bills_already(share: float, battery_kw: float) -> None:
+    """On June 1 the on-peak window billed 60 kW; the plan for it is 0 kW, but the limit held is the 60 kW billed,
+    so a reserve sized on the plan alone keeps energy for a limit nobody holds."""
+    cfg = config(tariff="us-tou", import_limit_kw=None, energy_shifting_enabled=True, shifting_billed_share=share)
+    ledger = DemandLedger(cfg.tariff)
+    ledger.add_interval(dt.datetime(2026, 6, 1, 17, 0, tzinfo=dt.timezone.utc), 60.0)
+    memory = Memory(forecast_start=JUNE_2, forecast_kw=list(EVENING_20), charge_thresholds_kw=[0.0, 120.0],
+                    ledger_record=ledger.to_record())
+    run = Run(Controller(cfg, memory), start=JUNE_2)
+    run.cycle(In(4 * 3600 - 1, 20))
+    check(run.cycle(In(4 * 3600, 20)), In(4 * 3600, 20), Out(battery_kw, Mode.BALANCING), 1)
 
 
 def test_energy_shifting_off_keeps_the_battery_for_peaks() -> None:

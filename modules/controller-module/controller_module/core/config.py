@@ -65,6 +65,16 @@ class ControllerConfig(BaseModel):
                      "the end of the plan's horizon (the reserve margin against the planned limit; the forecast "
                      "is an upper envelope already). 1.0 measured best on the bill, with the peaks kept."),
     )
+    shifting_billed_share: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description=("With demand charges that count at different times (an on-peak window beside the all-hours "
+                     "peak), the share of the way from each charge's plan up to what that charge bills already "
+                     "at which energy shifting sizes its reserve: 0 keeps the battery for the plan even when a "
+                     "higher peak is billed (the limit held is then the billed one), 1 spends everything above "
+                     "the billed peaks. 0.25 earned most on the tuning runs (us-tou) and on sites with a large "
+                     "battery for their dear hours, but lost up to a third of the saving on others: a site's "
+                     "choice, measured in benchmarks/README.md."),
+    )
     # export limit
     max_export_kw: float | None = Field(
         None, ge=0, le=1_000_000, description="Largest export allowed, kW; PV is curtailed beyond it. None: no limit."
