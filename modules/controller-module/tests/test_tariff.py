@@ -291,3 +291,31 @@ def test_an_on_peak_charge_is_planned_over_its_own_window() -> None:
                 limits[name][now.hour] = status.limit_kw
     assert limits["two charges"][17] < limits["all hours only"][17]
     assert limits["two charges"][17] < limits["two charges"][12]  # the window is held lower than the noon peak
+
+
+ON_PEAK_16_21 = DemandCharge(price_per_kw=20, windows=(TimeWindow(start_h=16, end_h=21),))
+MORNING_AND_EVENING = DemandCharge(price_per_kw=120, period="year",
+                                   windows=(TimeWindow(start_h=8, end_h=11), TimeWindow(start_h=17, end_h=20)))
+ALL_HOURS_YEAR = DemandCharge(price_per_kw=120, period="year")
+
+
+@pytest.mark.parametrize(
+    ("case", "charges", "hour", "hours_left"),
+    [
+        ("an evening window: until it ends", (ON_PEAK_16_21,), 17, 4.0),
+        ("beside an all-hours charge: the window still sets it", (ON_PEAK_16_21, ALL_HOURS_YEAR), 17, 4.0),
+        ("the window's last half hour: at least 2 h", (ON_PEAK_16_21,), 20.5, 2.0),
+        ("two windows a day, in the first: the hours left in both", (MORNING_AND_EVENING,), 9, 5.0),
+        ("all hours: until midnight, as before", (ALL_HOURS_YEAR,), 17, 7.0),
+    ],
+)
+def test_without_history_the_battery_is_spread_over_the_hours_its_window_bills(
+        case: str, charges: tuple[DemandCharge, ...], hour: float, hours_left: float) -> None:
+    """The cold-start rule spreads the energy above the floor (35 % of 200 kWh, at 0.95 one way) over the hours
+    left today inside the windows of the windowed charges counting now (the fewest), at least 2 h."""
+    controller = Controller(ControllerConfig(import_limit_kw=None, tariff=Tariff(demand_charges=charges),
+                                             balancing_enabled=False, ramp_kw_per_s=1000))
+    now = MONDAY.replace(hour=int(hour), minute=int(hour % 1 * 60))
+    status = step(controller, now, 120.0, soc_pct=40).status
+    assert status.limit_source == "rule"
+    assert status.limit_kw == pytest.approx(120.0 - 0.35 * 200 * 0.95 / hours_left, abs=0.01)

@@ -434,10 +434,27 @@ class LimitPlanner:
         )
 
     def _sustainable_kw(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
-        """The discharge the batteries' energy would last at until midnight (at least COLD_START_MIN_HOURS)."""
+        """The discharge the batteries' energy would last at over the hours it must last today (at least
+        COLD_START_MIN_HOURS)."""
         envelope = self._envelope(batteries, units)
-        hours_left = max(COLD_START_MIN_HOURS, 24 - now.hour - now.minute / 60)
+        hours_left = max(COLD_START_MIN_HOURS, self._billed_hours_left(now))
         return min(envelope.max_discharge_kw, envelope.energy_kwh * envelope.discharge_efficiency / hours_left)
+
+    def _billed_hours_left(self, now: dt.datetime) -> float:
+        """Hours from `now` to midnight or, when charges with time windows count now, the hours left today inside
+        the windows of the one with the fewest. Spread to midnight, a window's first day (28 billed quarters between
+        8:00 and 19:30, billed for the year) kept 177 of 300 kWh while its peak set the year's bill: the energy
+        was saved for hours in which that charge bills nothing."""
+        to_midnight_h = 24 - now.hour - now.minute / 60
+        windowed = [c for c in self.config.tariff.demand_charges if c.windows and c.counts_at(now)]
+        if not windowed:
+            return to_midnight_h
+        quarter = dt.timedelta(seconds=QUARTER_S)
+        start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+        times = [start + k * quarter for k in range(QUARTERS_PER_DAY) if (start + k * quarter).date() == now.date()]
+        elapsed_h = (now - start).total_seconds() / 3600  # of the present quarter, which counts
+        return min(to_midnight_h, *(sum(c.counts_at(t) for t in times) * QUARTER_S / 3600 - elapsed_h
+                                    for c in windowed))
 
     def _month_floor(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
         """The hindsight threshold of the last month of actual quarters, recomputed once a day."""
