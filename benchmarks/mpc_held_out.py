@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from shifting_tuning import reference_bills
+from shifting_tuning import ratios, reference_bills
 
 from energy_edge.bench import peers, tariffs
 from energy_edge.bench.cli import MPC_SETTINGS
@@ -53,11 +53,10 @@ def main() -> int:
                 run = peers.mpc(series, steps, battery, MPC_SETTINGS)
                 cpu_s = time.process_time() - cpu_started
                 bill = tariffs.bill_of(steps, series, series.net_kw - run.battery_kw)
-                base_total, base_demand = ref["baseline"]
+                bill_ratio, demand_ratio = ratios(ref, bill)
                 doc = {"tariff": tariff_name, "scenario": name, "seed": seed, "run": "MPC",
-                       "bill_ratio": round((base_total - bill.total) / (base_total - ref["bill optimum"]), 4),
-                       "demand_ratio": round((base_demand - bill.demand) / (base_demand - ref["demand optimum"]), 4),
-                       "saving": round(base_total - bill.total, 2), "violations": run.violations.total,
+                       "bill_ratio": round(bill_ratio, 4), "demand_ratio": round(demand_ratio, 4),
+                       "saving": round(ref["baseline"][0] - bill.total, 2), "violations": run.violations.total,
                        "cpu_s": round(cpu_s, 2)}
                 out.write_text(json.dumps(doc) + "\n")
             print(f"| {tariff_name} | {name} | {seed} | {doc['bill_ratio']:.3f} / {doc['demand_ratio']:.3f} | "

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from controller_module.core.config import ControllerConfig
+from controller_module.core.tariff import Bill
 from energy_edge.bench import replay, tariffs
 from energy_edge.bench.data import SCENARIOS, TUNING_RUNS, benchmark_runs, build_scenario
 from energy_edge.bench.plant import BatterySpec
@@ -72,6 +73,13 @@ def reference_bills(name: str, seed: int, tariff_name: str, cache: Path) -> dict
     return doc
 
 
+def ratios(ref: dict[str, Any], bill: Bill) -> tuple[float, float]:
+    """(bill ratio, demand ratio) of `bill` against a run's reference bills (`reference_bills`)."""
+    base_total, base_demand = ref["baseline"]
+    return ((base_total - bill.total) / (base_total - ref["bill optimum"]),
+            (base_demand - bill.demand) / (base_demand - ref["demand optimum"]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tariffs", nargs="*", default=["monthly-15", "us-tou"])
@@ -107,9 +115,7 @@ def main() -> int:
                 run = replay.run(series, battery, config)
                 cpu_s = time.process_time() - cpu_started
                 b = tariffs.bill_of(steps, series, series.net_kw - run.battery_kw)
-                base_total, base_demand = ref["baseline"]
-                bill_ratio = (base_total - b.total) / (base_total - ref["bill optimum"])
-                demand_ratio = (base_demand - b.demand) / (base_demand - ref["demand optimum"])
+                bill_ratio, demand_ratio = ratios(ref, b)
                 bills.append(bill_ratio)
                 demands.append(demand_ratio)
                 violations += run.violations.total
@@ -117,7 +123,7 @@ def main() -> int:
                 if args.out_dir:
                     doc = {"tariff": tariff_name, "scenario": name, "seed": seed, "variant": variant,
                            "bill_ratio": round(bill_ratio, 4), "demand_ratio": round(demand_ratio, 4),
-                           "saving": round(base_total - b.total, 2), "violations": run.violations.total,
+                           "saving": round(ref["baseline"][0] - b.total, 2), "violations": run.violations.total,
                            "controller_cpu_s": round(cpu_s, 2)}
                     (args.out_dir / f"{tariff_name}-{name}-{seed}-{variant}.json").write_text(json.dumps(doc) + "\n")
             print(f"| {variant} | " + " | ".join(cells)

@@ -459,7 +459,8 @@ class Controller:
         charges = tariff.demand_charges
         by_charge = mem.charge_thresholds_kw
         if self.config.import_limit_kw is None and by_charge is not None and len(by_charge) == len(charges):
-            share, ledger = self.config.shifting_billed_share, mem.ledger
+            share = self.config.shifting_billed_share
+            ledger = mem.ledger if share > 0 else None  # the default reads nothing from it
             limits: list[float | None] = []
             for t in times:
                 counting = [kw + share * max(0.0, ledger.billed_kw(i, t) - kw) if ledger is not None else kw

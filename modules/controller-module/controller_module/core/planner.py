@@ -268,6 +268,10 @@ MONTH_FLOOR_MIN_DAYS = 7  # fewer days of quarters say too little about a month'
 COLD_START_MIN_HOURS = 2.0  # without history, the energy is spread over the hours left today, at least these
 
 
+def _quarter_start(now: dt.datetime) -> dt.datetime:
+    return dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+
+
 class LimitPlanner:
     """Plans the import limit for the controller: learns the history, plans the threshold, keeps the month floor
     and the tariff's billed demand. Reads and writes the controller's `Memory`, reads its configuration."""
@@ -356,7 +360,7 @@ class LimitPlanner:
         if mem.planned_at is not None and now - mem.planned_at < PLAN_EVERY:
             return None
         mem.planned_at = now
-        start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+        start = _quarter_start(now)
         forecast = mem.history.forecast(start, PLAN_HORIZON_QUARTERS)
         if forecast is None or not units:
             return None
@@ -450,7 +454,7 @@ class LimitPlanner:
         if not windowed:
             return to_midnight_h
         quarter = dt.timedelta(seconds=QUARTER_S)
-        start = dt.datetime.fromtimestamp(now.timestamp() - now.timestamp() % QUARTER_S, now.tzinfo)
+        start = _quarter_start(now)
         times = [start + k * quarter for k in range(QUARTERS_PER_DAY) if (start + k * quarter).date() == now.date()]
         elapsed_h = (now - start).total_seconds() / 3600  # of the present quarter, which counts
         return min(to_midnight_h, *(sum(c.counts_at(t) for t in times) * QUARTER_S / 3600 - elapsed_h
