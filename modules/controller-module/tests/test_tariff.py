@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from controller_module.core.config import ControllerConfig
 from controller_module.core.controller import Controller
-from controller_module.core.planner import BatteryEnvelope, holds, plan_threshold
+from controller_module.core.planner import BatteryEnvelope, holds, plan_charges, plan_threshold
 from controller_module.core.state import BatteryView, MeterView, SiteState
 from controller_module.core.tariff import (
     BUILT_IN,
@@ -225,6 +225,51 @@ def test_holds_refills_outside_the_billed_steps() -> None:
     assert holds(100.5, net, envelope, active=billed) and not holds(100.5, net, envelope)
 
 
+# two half-hour windows at 100 kW, 50 kW between and after them; a full 25 kWh battery of 100 kW, lossless
+TWO_WINDOWS_NET = [100.0, 100.0, 50.0, 50.0, 100.0, 100.0, 50.0, 50.0]
+TWO_WINDOWS = [True, True, False, False, True, True, False, False]
+FULL_25 = BatteryEnvelope(energy_kwh=25.0, capacity_kwh=25.0, max_charge_kw=100.0, max_discharge_kw=100.0,
+                          charge_efficiency=1.0, discharge_efficiency=1.0)
+
+
+@pytest.mark.parametrize(("ceiling_kw", "window_kw"), [
+    (None, 50.0),  # refilled at the full rating between the windows: each window may spend the whole battery
+    (200 / 3, 200 / 3),  # refilled only up to an all-hours limit of 66.7: 8.3 kWh back, each window holds 66.7
+    (91.7, 54.2),  # 20.8 kWh back between them
+    (150.0, 50.0),  # the refill is back at the battery's rating
+])
+def test_a_window_planned_under_another_charges_limit(ceiling_kw: float | None, window_kw: float) -> None:
+    ceilings = None if ceiling_kw is None else [ceiling_kw] * len(TWO_WINDOWS_NET)
+    assert plan_threshold(TWO_WINDOWS_NET, FULL_25, active=TWO_WINDOWS, ceilings_kw=ceilings, tolerance_kw=0.1
+                          ) == pytest.approx(window_kw, abs=0.2)
+
+
+@pytest.mark.parametrize(("prices_per_kw_year", "billed_kw", "expected_kw"), [
+    # the window dear (120 against 10): the all-hours limit is planned up by half the charge rating, so the
+    # refill between the windows lets the window hold 50 (cost 10 x 116.7 + 120 x 50 = 7,167 against
+    # 8,667 for both at 66.7, 7,417 for a quarter of the rating, 7,667 for all of it)
+    ([120.0, 10.0], [0.0, 0.0], [50.0, 200 / 3 + 50]),
+    # the all-hours peak dear: nothing pays for raising it; the window is planned where it can be held
+    ([10.0, 120.0], [0.0, 0.0], [200 / 3, 200 / 3]),
+    # 120 kW billed already on all hours: the limit held there is 120, under which the refill is not slowed, so
+    # each charge keeps its own plan
+    ([10.0, 120.0], [0.0, 120.0], [50.0, 200 / 3]),
+])
+def test_charges_planned_together(prices_per_kw_year: list[float], billed_kw: list[float],
+                                  expected_kw: list[float]) -> None:
+    planned = plan_charges(TWO_WINDOWS_NET, FULL_25, [TWO_WINDOWS, None], prices_per_kw_year, billed_kw,
+                           tolerance_kw=0.1)
+    assert planned == [pytest.approx(kw, abs=0.2) for kw in expected_kw]
+
+
+def test_charges_planned_alone_where_the_refill_is_not_slowed() -> None:
+    net = [100.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # one window, then two hours of nothing to refill in
+    planned = plan_charges(net, FULL_25, [TWO_WINDOWS[:4] + [False] * 4, None], [120.0, 10.0], [0.0, 0.0],
+                           tolerance_kw=0.1)
+    assert planned == [pytest.approx(plan_threshold(net, FULL_25, 0.1, active=TWO_WINDOWS[:4] + [False] * 4)),
+                       pytest.approx(plan_threshold(net, FULL_25, 0.1))]
+
+
 def step(controller: Controller, now: dt.datetime, import_kw: float, soc_pct: float = 50.0) -> Any:
     meter = MeterView("pcc", True, import_kw, None, None, None, 0.0)
     unit = BatteryView("bat", True, 0.0, soc_pct, 200.0, 100.0, 100.0, 0.0)
@@ -299,23 +344,37 @@ MORNING_AND_EVENING = DemandCharge(price_per_kw=120, period="year",
 ALL_HOURS_YEAR = DemandCharge(price_per_kw=120, period="year")
 
 
+ALL_HOURS_CHEAP = DemandCharge(price_per_kw=10, period="year")
+SPENDABLE_KWH = 0.35 * 200 * 0.95  # above the floor (40 % of 200 kWh, floor 5 %), at 0.95 one way
+MISSING_KWH = (0.90 - 0.35) * 200 / 0.95  # to the ceiling (95 %), bought at 0.95 one way
+
+
 @pytest.mark.parametrize(
-    ("case", "charges", "hour", "hours_left"),
+    ("case", "charges", "hour", "limit_kw"),
     [
-        ("an evening window: until it ends", (ON_PEAK_16_21,), 17, 4.0),
-        ("beside an all-hours charge: the window still sets it", (ON_PEAK_16_21, ALL_HOURS_YEAR), 17, 4.0),
-        ("the window's last half hour: at least 2 h", (ON_PEAK_16_21,), 20.5, 2.0),
-        ("two windows a day, in the first: the hours left in both", (MORNING_AND_EVENING,), 9, 5.0),
-        ("all hours: until midnight, as before", (ALL_HOURS_YEAR,), 17, 7.0),
+        ("an evening window: until it ends", (ON_PEAK_16_21,), 17, 120 - SPENDABLE_KWH / 4),
+        ("beside an all-hours charge: the window still sets it", (ON_PEAK_16_21, ALL_HOURS_YEAR), 17,
+         120 - SPENDABLE_KWH / 4),
+        ("the window's last half hour: at least 2 h", (ON_PEAK_16_21,), 20.5, 120 - SPENDABLE_KWH / 2),
+        # refilled at its rating between 11:00 and 17:00, the battery serves the first window alone: 2 h left
+        ("two windows a day, in the first: refilled between them", (MORNING_AND_EVENING,), 9,
+         120 - SPENDABLE_KWH / 2),
+        ("all hours: until midnight, as before", (ALL_HOURS_YEAR,), 17, 120 - SPENDABLE_KWH / 7),
+        # before the dear window, under a cheap all-hours charge: refilled just in time (two hours to 8:00)
+        ("before a dearer window: refilled for it", (MORNING_AND_EVENING, ALL_HOURS_CHEAP), 6,
+         120 + MISSING_KWH / 2),
+        ("before a window no dearer: spread to midnight", (MORNING_AND_EVENING, ALL_HOURS_YEAR), 6,
+         120 - SPENDABLE_KWH / 18),
     ],
 )
 def test_without_history_the_battery_is_spread_over_the_hours_its_window_bills(
-        case: str, charges: tuple[DemandCharge, ...], hour: float, hours_left: float) -> None:
-    """The cold-start rule spreads the energy above the floor (35 % of 200 kWh, at 0.95 one way) over the hours
-    left today inside the windows of the windowed charges counting now (the fewest), at least 2 h."""
+        case: str, charges: tuple[DemandCharge, ...], hour: float, limit_kw: float) -> None:
+    """The cold-start rule spreads the energy above the floor over the hours left today inside the windows of
+    the windowed charge with the fewest of them (refilling between them), at least 2 h, and before a dearer
+    window fills the battery for it."""
     controller = Controller(ControllerConfig(import_limit_kw=None, tariff=Tariff(demand_charges=charges),
                                              balancing_enabled=False, ramp_kw_per_s=1000))
     now = MONDAY.replace(hour=int(hour), minute=int(hour % 1 * 60))
     status = step(controller, now, 120.0, soc_pct=40).status
     assert status.limit_source == "rule"
-    assert status.limit_kw == pytest.approx(120.0 - 0.35 * 200 * 0.95 / hours_left, abs=0.01)
+    assert status.limit_kw == pytest.approx(limit_kw, abs=0.01)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from controller_module.core.allocation import Unit
 from controller_module.core.config import ControllerConfig
 from controller_module.core.state import QUARTER_S, BatteryView
-from controller_module.core.tariff import DemandLedger
+from controller_module.core.tariff import DemandCharge, DemandLedger
 
 if TYPE_CHECKING:  # the controller's memory, which the planner reads and writes (controller.py imports this module)
     from controller_module.core.controller import Memory
@@ -197,17 +197,25 @@ class BatteryEnvelope:
 
 
 def holds(threshold_kw: float, net_kw: list[float], battery: BatteryEnvelope, step_h: float = 0.25,
-          active: list[bool] | None = None) -> bool:
+          active: list[bool] | None = None, ceilings_kw: list[float | None] | None = None) -> bool:
     """Can the battery keep import ≤ threshold over `net_kw`, recharging below it?
 
     `active` (default: every step) marks the steps in which demand is billed; in the others the threshold
-    does not apply and the battery refills at its full rating."""
+    does not apply and the battery refills at its full rating. `ceilings_kw` (default: none) is another demand
+    charge's limit per step (None where it does not count): import is held under it too, and outside `active`
+    the battery refills only below it."""
     energy = battery.energy_kwh
     for k, load in enumerate(net_kw):
+        limit_kw = threshold_kw
+        ceiling_kw = None if ceilings_kw is None else ceilings_kw[k]
         if active is not None and not active[k]:
-            energy = min(battery.capacity_kwh, energy + battery.max_charge_kw * step_h * battery.charge_efficiency)
-            continue
-        excess = load - threshold_kw
+            if ceiling_kw is None:
+                energy = min(battery.capacity_kwh, energy + battery.max_charge_kw * step_h * battery.charge_efficiency)
+                continue
+            limit_kw = ceiling_kw
+        elif ceiling_kw is not None:
+            limit_kw = min(limit_kw, ceiling_kw)
+        excess = load - limit_kw
         if excess > 0:
             if excess > battery.max_discharge_kw + 1e-9:
                 return False
@@ -221,14 +229,16 @@ def holds(threshold_kw: float, net_kw: list[float], battery: BatteryEnvelope, st
 
 
 def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: float = 0.5, repeats: int = 1,
-                   active: list[bool] | None = None) -> float:
+                   active: list[bool] | None = None, ceilings_kw: list[float | None] | None = None) -> float:
     """The lowest threshold the battery can hold over the forecast (bisection; holds() is monotone in T).
 
     `repeats` > 1 plans as if the forecast came that many times in a row: the battery must end it able to do
     it again, instead of being spent by the horizon's end as if nothing followed. `active` marks the steps in
-    which demand is billed (default: all); only those are held under the threshold."""
+    which demand is billed (default: all); only those are held under the threshold. `ceilings_kw`: another
+    charge's limit per step, as in holds()."""
     net_kw = list(net_kw) * repeats
     mask = None if active is None else list(active) * repeats
+    ceilings = None if ceilings_kw is None else list(ceilings_kw) * repeats
     billed = net_kw if mask is None else [x for x, on in zip(net_kw, mask, strict=True) if on]
     if not billed:
         return 0.0
@@ -236,11 +246,11 @@ def plan_threshold(net_kw: list[float], battery: BatteryEnvelope, tolerance_kw: 
     # never below the lowest load of the horizon (unchanged from before windows); within a short window of
     # billed steps, though, the battery may well hold a level below all of them
     low = max(0.0, high - battery.max_discharge_kw, min(billed) if mask is None else 0.0)
-    if holds(low, net_kw, battery, active=mask):
+    if holds(low, net_kw, battery, active=mask, ceilings_kw=ceilings):
         return low
     while high - low > tolerance_kw:
         middle = (low + high) / 2
-        if holds(middle, net_kw, battery, active=mask):
+        if holds(middle, net_kw, battery, active=mask, ceilings_kw=ceilings):
             high = middle
         else:
             low = middle
@@ -252,6 +262,57 @@ def hindsight_threshold(past_net_kw: list[float], battery: BatteryEnvelope, acti
     """The lowest threshold a battery starting full could have held over quarters that have happened (over the
     `active` ones, where demand is billed; default all)."""
     return plan_threshold(past_net_kw, replace(battery, energy_kwh=battery.capacity_kwh), active=active)
+
+
+# how far the charge that counts in most quarters may be planned above its own plan, in shares of the batteries'
+# charge rating, so that the others refill faster between their windows
+JOINT_RAISES = (0.25, 0.5, 1.0)
+
+
+def plan_charges(net_kw: list[float], battery: BatteryEnvelope, counts: list[list[bool] | None],
+                 prices_per_kw_year: list[float], billed_kw: list[float], repeats: int = 1,
+                 tolerance_kw: float = 0.5) -> list[float]:
+    """The thresholds of demand charges that count at different times (`counts`: per charge, the quarters in
+    which it counts; None: all), planned together for the lowest demand bill.
+
+    Each charge's own plan assumes the battery refills at its full rating outside that charge's windows; but
+    there the charge that counts in most quarters (the all-hours peak) still caps import, and so the refill. The
+    narrower charges are planned under that cap, and the broad charge is planned higher where the refill that
+    buys for them is worth more than it costs (a §19 window peak at 120 a kW against an all-hours peak at 10)."""
+    alone = [plan_threshold(net_kw, battery, tolerance_kw, repeats, active) for active in counts]
+    counted = [len(net_kw) if active is None else sum(active) for active in counts]
+    broad = counted.index(max(counted))
+    narrow = [i for i, active in enumerate(counts) if i != broad and active is not None]
+    broad_counts = counts[broad]
+    if not narrow:
+        return alone
+
+    def under(level_kw: float) -> list[float]:
+        ceilings = [level_kw if broad_counts is None or broad_counts[k] else None for k in range(len(net_kw))]
+        return [plan_threshold(net_kw, battery, tolerance_kw, repeats, counts[i], ceilings) for i in narrow]
+
+    def cost(level_kw: float, plans: list[float]) -> float:
+        return prices_per_kw_year[broad] * max(level_kw, billed_kw[broad]) + sum(
+            prices_per_kw_year[i] * max(kw, billed_kw[i]) for i, kw in zip(narrow, plans, strict=True))
+
+    base_kw = max(alone[broad], billed_kw[broad])  # below what is billed, a higher plan costs nothing
+    best_kw, best_plans = base_kw, under(base_kw)
+    if all(kw <= alone[i] + tolerance_kw for i, kw in zip(narrow, best_plans, strict=True)):
+        return alone  # the cap never slowed the refill
+    best_cost = cost(best_kw, best_plans)
+    narrow_least = cost(0.0, [alone[i] for i in narrow]) - prices_per_kw_year[broad] * billed_kw[broad]
+    for share in JOINT_RAISES:
+        level_kw = base_kw + share * battery.max_charge_kw
+        if prices_per_kw_year[broad] * level_kw + narrow_least >= best_cost:
+            break  # even the narrow charges' own plans would not pay for it
+        plans = under(level_kw)
+        if cost(level_kw, plans) < best_cost:
+            best_kw, best_plans, best_cost = level_kw, plans, cost(level_kw, plans)
+    joint = list(alone)
+    joint[broad] = best_kw
+    for i, kw in zip(narrow, best_plans, strict=True):
+        joint[i] = kw
+    return joint
 
 
 # ------------------------------------------------------------ the limit the controller guards
@@ -326,7 +387,7 @@ class LimitPlanner:
             # set overnight, held through the morning's ramp, emptied the battery by noon on the first day
             if not units:
                 return billed_kw, "rule"
-            return max(billed_kw, g_now - self._sustainable_kw(now, batteries, units)), "rule"
+            return max(billed_kw, g_now - self._cold_start_kw(now, batteries, units)), "rule"
         return None, "none"
 
     # ------------------------------------------------------------ the tariff (core/tariff.py)
@@ -370,7 +431,7 @@ class LimitPlanner:
 
     def _limit_by_charge(self, now: dt.datetime, g_now: float, batteries: list[BatteryView], units: list[Unit]
                          ) -> tuple[float | None, str] | None:
-        """Each charge planned over its own quarters (refilling outside them), never below what it bills already
+        """The charges planned together over their own quarters (plan_charges), never below what each bills already
         or below its share of the month floor; the limit now is the lowest of the charges counting now: an
         on-peak window is held lower than the all-hours peak. None until there is a plan (then the common
         path's cold start applies)."""
@@ -380,10 +441,12 @@ class LimitPlanner:
             start, forecast = planning
             times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
             envelope = self._envelope(batteries, units)
-            mem.charge_thresholds_kw = [
-                plan_threshold(forecast, envelope, repeats=PLAN_REPEATS,
-                               active=[c.counts_at(t) for t in times] if c.windows else None)
-                for c in charges]
+            ledger = mem.ledger
+            mem.charge_thresholds_kw = plan_charges(
+                forecast, envelope, [[c.counts_at(t) for t in times] if c.windows else None for c in charges],
+                [c.price_per_kw_year for c in charges],
+                [0.0 if ledger is None else ledger.billed_kw(i, now) for i in range(len(charges))],
+                repeats=PLAN_REPEATS)
         if mem.charge_thresholds_kw is None or mem.ledger is None:
             return None
         floors = self._charge_floors(now, batteries, units)
@@ -437,28 +500,59 @@ class LimitPlanner:
             max_discharge_kw=sum(b.max_discharge_kw for b in batteries),
         )
 
-    def _sustainable_kw(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
-        """The discharge the batteries' energy would last at over the hours it must last today (at least
-        COLD_START_MIN_HOURS)."""
-        envelope = self._envelope(batteries, units)
-        hours_left = max(COLD_START_MIN_HOURS, self._billed_hours_left(now))
-        return min(envelope.max_discharge_kw, envelope.energy_kwh * envelope.discharge_efficiency / hours_left)
+    def _cold_start_kw(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
+        """Without history: the discharge (+) the batteries can keep up over what is left today, or the refill (−)
+        they need before a dearer charge's window later today.
 
-    def _billed_hours_left(self, now: dt.datetime) -> float:
-        """Hours from `now` to midnight or, when charges with time windows count now, the hours left today inside
-        the windows of the one with the fewest. Spread to midnight, a window's first day (28 billed quarters between
-        8:00 and 19:30, billed for the year) kept 177 of 300 kWh while its peak set the year's bill: the energy
-        was saved for hours in which that charge bills nothing."""
+        Without windowed charges counting today, the energy is spread evenly until midnight (at least
+        COLD_START_MIN_HOURS). Inside the windows of the charge with the fewest quarters left today, it is spread
+        over those quarters, the battery refilling at its rating between them (spread to midnight instead, a
+        window's first day, billed for the year, kept 177 of 300 kWh while its peak set the year's bill). Before
+        such a window, when its charge is dearer than those counting now, the battery refills just in time for it:
+        spent there on the cheaper all-hours peak, it met the window half empty."""
+        envelope = self._envelope(batteries, units)
+        least_kw = envelope.energy_kwh * envelope.discharge_efficiency / COLD_START_MIN_HOURS
         to_midnight_h = 24 - now.hour - now.minute / 60
-        windowed = [c for c in self.config.tariff.demand_charges if c.windows and c.counts_at(now)]
-        if not windowed:
-            return to_midnight_h
+        window = self._window_left_today(now)
+        if window is None:
+            return min(envelope.max_discharge_kw, least_kw, envelope.energy_kwh * envelope.discharge_efficiency
+                       / max(COLD_START_MIN_HOURS, to_midnight_h))
+        quarters, charge = window
+        if quarters[0]:
+            # the largest even discharge over the window quarters that the energy, refilled between them, lasts
+            spend = [1.0 if billed else 0.0 for billed in quarters]
+            low, high = 0.0, min(envelope.max_discharge_kw, least_kw)
+            if holds(0.0, [high * x for x in spend], envelope, active=quarters):
+                return high
+            while high - low > 0.005:
+                middle = (low + high) / 2
+                if holds(0.0, [middle * x for x in spend], envelope, active=quarters):
+                    low = middle
+                else:
+                    high = middle
+            return low
+        counting_now = [c.price_per_kw_year for c in self.config.tariff.demand_charges if c.counts_at(now)]
+        if counting_now and charge.price_per_kw_year <= max(counting_now):
+            return min(envelope.max_discharge_kw, least_kw, envelope.energy_kwh * envelope.discharge_efficiency
+                       / max(COLD_START_MIN_HOURS, to_midnight_h))
+        hours_before_h = quarters.index(True) * QUARTER_S / 3600 - (now - _quarter_start(now)).total_seconds() / 3600
+        missing_kwh = (envelope.capacity_kwh - envelope.energy_kwh) / envelope.charge_efficiency
+        return -min(envelope.max_charge_kw, missing_kwh / max(hours_before_h, QUARTER_S / 3600))
+
+    def _window_left_today(self, now: dt.datetime) -> tuple[list[bool], DemandCharge] | None:
+        """For the windowed charge with the fewest quarters left today (the present one included, if any has one):
+        which of today's quarters from the present on it counts in, and the charge."""
         quarter = dt.timedelta(seconds=QUARTER_S)
         start = _quarter_start(now)
         times = [start + k * quarter for k in range(QUARTERS_PER_DAY) if (start + k * quarter).date() == now.date()]
-        elapsed_h = (now - start).total_seconds() / 3600  # of the present quarter, which counts
-        return min(to_midnight_h, *(sum(c.counts_at(t) for t in times) * QUARTER_S / 3600 - elapsed_h
-                                    for c in windowed))
+        best: tuple[list[bool], DemandCharge] | None = None
+        for charge in self.config.tariff.demand_charges:
+            if not charge.windows:
+                continue
+            quarters = [charge.counts_at(t) for t in times]
+            if any(quarters) and (best is None or sum(quarters) < sum(best[0])):
+                best = (quarters, charge)
+        return best
 
     def _month_floor(self, now: dt.datetime, batteries: list[BatteryView], units: list[Unit]) -> float:
         """The hindsight threshold of the last month of actual quarters, recomputed once a day."""

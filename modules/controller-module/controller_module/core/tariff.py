@@ -94,6 +94,11 @@ class DemandCharge(BaseModel):
     def period_key(self, t: dt.datetime) -> str:
         return f"{t.year:04d}" if self.period == "year" else f"{t.year:04d}-{t.month:02d}"
 
+    @property
+    def price_per_kw_year(self) -> float:
+        """The price of a kW held for a year: what weighs one charge against another billed over other periods."""
+        return self.price_per_kw * (1 if self.period == "year" else 12)
+
 
 class EnergyPrice(BaseModel):
     """An import price that applies inside its windows (the first matching entry wins)."""
