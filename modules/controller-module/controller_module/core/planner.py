@@ -300,7 +300,7 @@ def plan_charges(net_kw: list[float], battery: BatteryEnvelope, counts: list[lis
     if all(kw <= alone[i] + tolerance_kw for i, kw in zip(narrow, best_plans, strict=True)):
         return alone  # the cap never slowed the refill
     best_cost = cost(best_kw, best_plans)
-    narrow_least = cost(0.0, [alone[i] for i in narrow]) - prices_per_kw_year[broad] * billed_kw[broad]
+    narrow_least = sum(prices_per_kw_year[i] * max(alone[i], billed_kw[i]) for i in narrow)
     for share in JOINT_RAISES:
         level_kw = base_kw + share * battery.max_charge_kw
         if prices_per_kw_year[broad] * level_kw + narrow_least >= best_cost:
@@ -511,30 +511,22 @@ class LimitPlanner:
         such a window, when its charge is dearer than those counting now, the battery refills just in time for it:
         spent there on the cheaper all-hours peak, it met the window half empty."""
         envelope = self._envelope(batteries, units)
-        least_kw = envelope.energy_kwh * envelope.discharge_efficiency / COLD_START_MIN_HOURS
-        to_midnight_h = 24 - now.hour - now.minute / 60
+        usable_kwh = envelope.energy_kwh * envelope.discharge_efficiency
+        to_midnight_kw = min(envelope.max_discharge_kw,
+                             usable_kwh / max(COLD_START_MIN_HOURS, 24 - now.hour - now.minute / 60))
         window = self._window_left_today(now)
         if window is None:
-            return min(envelope.max_discharge_kw, least_kw, envelope.energy_kwh * envelope.discharge_efficiency
-                       / max(COLD_START_MIN_HOURS, to_midnight_h))
+            return to_midnight_kw
         quarters, charge = window
         if quarters[0]:
-            # the largest even discharge over the window quarters that the energy, refilled between them, lasts
-            spend = [1.0 if billed else 0.0 for billed in quarters]
-            low, high = 0.0, min(envelope.max_discharge_kw, least_kw)
-            if holds(0.0, [high * x for x in spend], envelope, active=quarters):
-                return high
-            while high - low > 0.005:
-                middle = (low + high) / 2
-                if holds(0.0, [middle * x for x in spend], envelope, active=quarters):
-                    low = middle
-                else:
-                    high = middle
-            return low
+            # the largest even discharge over the window quarters that the energy, refilled between them, lasts:
+            # the lowest threshold held over a load of that discharge in them
+            most_kw = min(envelope.max_discharge_kw, usable_kwh / COLD_START_MIN_HOURS)
+            return most_kw - plan_threshold([most_kw if billed else 0.0 for billed in quarters], envelope,
+                                            tolerance_kw=0.005, active=quarters)
         counting_now = [c.price_per_kw_year for c in self.config.tariff.demand_charges if c.counts_at(now)]
         if counting_now and charge.price_per_kw_year <= max(counting_now):
-            return min(envelope.max_discharge_kw, least_kw, envelope.energy_kwh * envelope.discharge_efficiency
-                       / max(COLD_START_MIN_HOURS, to_midnight_h))
+            return to_midnight_kw
         hours_before_h = quarters.index(True) * QUARTER_S / 3600 - (now - _quarter_start(now)).total_seconds() / 3600
         missing_kwh = (envelope.capacity_kwh - envelope.energy_kwh) / envelope.charge_efficiency
         return -min(envelope.max_charge_kw, missing_kwh / max(hours_before_h, QUARTER_S / 3600))
