@@ -44,7 +44,9 @@ def _docker() -> Any:
 def labelled(client: Any, data_dir: Path) -> tuple[list[Any], list[Any]]:
     """Containers and volumes a run on `data_dir` created (and must have removed)."""
     filters = {"label": [f"{OWNER_LABEL}={OWNER}", f"{DATA_DIR_LABEL}={data_dir.resolve()}"]}
-    return client.containers.list(all=True, filters=filters), client.volumes.list(filters=filters)
+    # ignore_removed: a container the run removes between the listing and its inspection is not an error
+    return (client.containers.list(all=True, filters=filters, ignore_removed=True),
+            client.volumes.list(filters=filters))
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float, run: subprocess.Popen[str] | None = None,

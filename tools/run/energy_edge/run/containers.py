@@ -238,7 +238,7 @@ class ContainerSupervisor(Supervisor):
         directory, so a recycled pid is not touched)."""
         removed = self._sweep_processes()
         filters = {"label": [f"{OWNER_LABEL}={OWNER}", f"{DATA_DIR_LABEL}={self.data_dir}"]}
-        for container in self.client.containers.list(all=True, filters=filters):
+        for container in self.client.containers.list(all=True, filters=filters, ignore_removed=True):
             log.warning("removing %s, left by an earlier run", container.name)
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
