@@ -25,6 +25,7 @@ from controller_module.core.controller import (
     Mode,
     NotDispatchable,
 )
+from controller_module.core.shifting import comes_near_billed
 from controller_module.core.state import BatteryView, BoilerView, MeterView, SiteState, SolarView
 from controller_module.core.tariff import DemandLedger
 
@@ -316,6 +317,35 @@ def test_the_reserve_rises_toward_what_the_charge_bills_already(share: float, ba
     run = Run(Controller(cfg, memory), start=JUNE_2)
     run.cycle(In(4 * 3600 - 1, 20))
     check(run.cycle(In(4 * 3600, 20)), In(4 * 3600, 20), Out(battery_kw, Mode.BALANCING), 1)
+
+
+@pytest.mark.parametrize(("billed_kw", "battery_kw"), [
+    (250.0, 0),  # the load (100 kW) far below the 250 kW billed: the grid refills only the reserve (none needed)
+    (150.0, -48),  # near the 150 kW billed: the grid keeps it full, under the 148 kW target (the peaks' margin)
+])
+def test_at_a_flat_price_the_grid_keeps_the_battery_full_only_near_what_is_billed(billed_kw: float,
+                                                                                  battery_kw: float) -> None:
+    """`atypical-19` in June: no §19 window counts, only the year's all-hours peak, billed in the winter. Energy
+    bought to be kept is bought back at a loss when spent and takes the room of the PV surplus; it is the margin
+    for the peaks only where the load may reach what is billed."""
+    cfg = config(tariff="atypical-19", import_limit_kw=None, energy_shifting_enabled=True)
+    ledger = DemandLedger(cfg.tariff)
+    ledger.add_interval(dt.datetime(2026, 1, 14, 18, 0, tzinfo=dt.timezone.utc), billed_kw)
+    memory = Memory(forecast_start=JUNE_2, forecast_kw=list(FLAT_100), charge_thresholds_kw=[40.0, 120.0],
+                    ledger_record=ledger.to_record())
+    run = Run(Controller(cfg, memory), start=JUNE_2)
+    check(run.cycle(In(0, 100)), In(0, 100), Out(battery_kw, Mode.BALANCING if battery_kw else Mode.IDLE), 0)
+
+
+@pytest.mark.parametrize(("forecast_kw", "billed_kw", "near"), [
+    ([100.0] * 4, [250.0] * 4, False),
+    ([100.0] * 4, [160.0] * 4, True),  # above 0.6 × 160
+    ([100.0, 100.0, 100.0, 200.0], [400.0, 400.0, 400.0, 300.0], True),  # one quarter is enough
+    ([100.0] * 4, [None, None, 250.0, 250.0], False),  # where no charge counts, nothing is near
+    ([100.0] * 4, [250.0, 250.0, 0.0, 0.0], True),  # a new period bills nothing yet
+])
+def test_comes_near_billed(forecast_kw: list[float], billed_kw: list[float | None], near: bool) -> None:
+    assert comes_near_billed(forecast_kw, billed_kw) is near
 
 
 def test_energy_shifting_off_keeps_the_battery_for_peaks() -> None:

@@ -378,3 +378,13 @@ def test_without_history_the_battery_is_spread_over_the_hours_its_window_bills(
     status = step(controller, now, 120.0, soc_pct=40).status
     assert status.limit_source == "rule"
     assert status.limit_kw == pytest.approx(limit_kw, abs=0.01)
+
+
+@pytest.mark.parametrize(("tariff", "month", "counts"), [
+    ("atypical-19", 6, [False, True]),  # June: no §19 window, the all-hours peak
+    ("atypical-19", 1, [True, True]),
+    ("us-tou", 7, [True, True]),
+    ("us-tou", 12, [False, True]),
+])
+def test_charges_counting_in_a_month(tariff: str, month: int, counts: list[bool]) -> None:
+    assert [c.counts_in_month(month) for c in BUILT_IN[tariff].demand_charges] == counts

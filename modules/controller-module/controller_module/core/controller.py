@@ -19,6 +19,7 @@ replaces the automatic command last, in every mode (dispatch.py). The limit come
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -43,7 +44,14 @@ from controller_module.core.flexibility import (
     soaking_kw,
 )
 from controller_module.core.planner import BatteryEnvelope, LimitPlanner, LoadHistory
-from controller_module.core.shifting import Prices, peak_reserve_kwh, pv_surplus_kwh, shifting_kw
+from controller_module.core.shifting import (
+    NEAR_BILLED_SHARE,
+    Prices,
+    comes_near_billed,
+    peak_reserve_kwh,
+    pv_surplus_kwh,
+    shifting_kw,
+)
 from controller_module.core.state import QUARTER_S, BatteryView, MeterView, QuarterTracker, SiteState
 from controller_module.core.tariff import DemandLedger
 
@@ -127,7 +135,8 @@ class Memory:
     # energy shifting: the planner's last forecast (from the start of its quarter) and the reserve sized on it
     forecast_start: dt.datetime | None = None
     forecast_kw: list[float] | None = None
-    shift_reserve: tuple[Any, tuple[float, float]] | None = None  # (sized on, (reserve, PV surplus) kWh)
+    # (sized on, (reserve kWh, PV surplus kWh, the load comes near what is billed))
+    shift_reserve: tuple[Any, tuple[float, float, bool]] | None = None
 
     def to_record(self) -> dict[str, Any]:
         record = {"quarters": self.quarters.to_record(), "history": self.history.to_record(),
@@ -403,32 +412,34 @@ class Controller:
         capacity_kwh = sum((cfg.max_soc_pct - cfg.min_soc_pct) / 100 * u.capacity_kwh for u in units)
         max_charge_kw = sum(u.max_charge_kw for u in units)
         max_discharge_kw = sum(u.max_discharge_kw for u in units)
-        need_kwh, surplus_kwh = self._peak_reserve_kwh(now, aim, units)
+        need_kwh, surplus_kwh, peaks_near = self._peak_reserve_kwh(now, aim, units)
         reserve_kwh = min(capacity_kwh, cfg.shifting_reserve_factor * need_kwh)
         keep_kwh = max(reserve_kwh, capacity_kwh - surplus_kwh)
         headroom_kw = float("inf") if aim.target_kw is None else -aim.peak_need_kw
         prices = Prices.of(cfg.tariff, cfg.tariff.energy_price_at(now), ROUND_TRIP_EFFICIENCY)
         wanted = shifting_kw(g_free, energy_kwh, reserve_kwh, keep_kwh, capacity_kwh, max_charge_kw,
-                             max_discharge_kw, headroom_kw, prices, max(dt_s, cfg.cycle_s) / 3600)
+                             max_discharge_kw, headroom_kw, prices, max(dt_s, cfg.cycle_s) / 3600, peaks_near)
         step = cfg.ramp_kw_per_s * max(dt_s, 0.0)
         return max(mem.balance_kw - step, min(mem.balance_kw + step, wanted))
 
-    def _peak_reserve_kwh(self, now: dt.datetime, aim: Aim, units: list[Unit]) -> tuple[float, float]:
-        """(the energy the planner's forecast says the peaks need from now on, the PV surplus it expects), both
-        as energy in the battery (core/shifting.py); without a forecast or a limit, (inf, 0): nothing shifts."""
+    def _peak_reserve_kwh(self, now: dt.datetime, aim: Aim, units: list[Unit]) -> tuple[float, float, bool]:
+        """(the energy the planner's forecast says the peaks need from now on, the PV surplus it expects, both as
+        energy in the battery, whether the forecast comes near what is billed already) (core/shifting.py); without
+        a forecast or a limit, (inf, 0, True): nothing shifts."""
         mem = self.memory
         if mem.forecast_kw is None or mem.forecast_start is None:
-            return float("inf"), 0.0
+            return float("inf"), 0.0, True
         skip = max(0, int((now - mem.forecast_start).total_seconds() // QUARTER_S))
         key = (mem.forecast_start, skip, None if aim.target_kw is None else round(aim.target_kw, 1),
-               mem.planned_threshold_kw, tuple(mem.charge_thresholds_kw or ()))
+               mem.planned_threshold_kw, tuple(mem.charge_thresholds_kw or ()), mem.quarters.month_peak_kw,
+               None if mem.ledger is None else tuple(mem.ledger.peaks_kw))
         if mem.shift_reserve is None or mem.shift_reserve[0] != key:
             forecast = mem.forecast_kw[skip:]
             start = mem.forecast_start + dt.timedelta(seconds=skip * QUARTER_S)
             times = [start + dt.timedelta(seconds=k * QUARTER_S) for k in range(len(forecast))]
             limits = self._reserve_limits(times, aim)
             if limits is None:
-                return float("inf"), 0.0
+                return float("inf"), 0.0, True
             envelope = BatteryEnvelope(0.0, 0.0, sum(u.max_charge_kw for u in units),
                                        sum(u.max_discharge_kw for u in units))
             need = peak_reserve_kwh(forecast, limits, envelope.max_charge_kw, envelope.max_discharge_kw,
@@ -438,8 +449,34 @@ class Controller:
             lowest = min([tariff.energy_price_per_kwh, *(p.price_per_kwh for p in tariff.energy_prices)])
             until = next((k for k, t in enumerate(times) if k > 0 and tariff.energy_price_at(t) > lowest + 1e-9),
                          len(forecast))
-            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast[:until], envelope.charge_efficiency)))
+            mem.shift_reserve = (key, (need, pv_surplus_kwh(forecast[:until], envelope.charge_efficiency),
+                                       self._comes_near_billed(times, forecast)))
         return mem.shift_reserve[1]
+
+    def _comes_near_billed(self, times: list[dt.datetime], forecast_kw: list[float]) -> bool:
+        """Does the forecast come near what the tariff bills already in the quarters at `times` (the lowest of the
+        charges counting then; a new period bills nothing yet)? True while the planner has not fed the ledger."""
+        mem, tariff = self.memory, self.config.tariff
+        billed: Callable[[dt.datetime], float | None]
+        if tariff.is_monthly_all_hours:  # the quarter tracker keeps the month's peak (planner._billed_kw)
+            def billed(t: dt.datetime) -> float | None:
+                return mem.quarters.month_peak_kw if t.strftime("%Y-%m") == mem.quarters.month else 0.0
+            least_kw = min(billed(times[0]) or 0.0, billed(times[-1]) or 0.0)
+        elif mem.ledger is None:
+            return True
+        else:
+            ledger = mem.ledger
+            billed = ledger.free_kw
+            # a day's horizon spans at most two periods of a charge: what any quarter bills is at least this
+            ends = (times[0], times[-1])
+            counting = [i for i, c in enumerate(tariff.demand_charges) if any(c.counts_in_month(t.month) for t in ends)]
+            if not counting:
+                return False
+            least_kw = min(ledger.billed_kw(i, t) for i in counting for t in ends)
+        # this runs every quarter: what a quarter bills is looked up only where the bound leaves it open
+        low_kw = NEAR_BILLED_SHARE * least_kw
+        return comes_near_billed(forecast_kw, (billed(t) if x > low_kw else None
+                                               for x, t in zip(forecast_kw, times, strict=True)))
 
     def _reserve_limits(self, times: list[dt.datetime], aim: Aim) -> list[float | None] | None:
         """The limit the reserve is sized on in each of the quarters at `times` (None: no demand billed then).

@@ -4,8 +4,12 @@ Peak shaving keeps the battery full for the peaks. When the tariff pays less for
 import, or prices import by time of use, the energy above what the coming peaks need can earn instead:
 
 - PV surplus is stored rather than exported (worth the import price later, not the export price now);
-- above the peak reserve the battery covers the site's import, in the expensive hours of a time-of-use
-  tariff, at any hour of a flat one (it is then refilled only by PV surplus or in cheap hours);
+- above the peak reserve the battery covers the site's import in the expensive hours of a time-of-use tariff;
+  at any hour of a flat one above what the PV surplus expected will refill (capacity less that surplus);
+- at a flat price the grid keeps the battery there only while the coming load comes near what the tariff bills
+  already (that energy is the peaks' margin beyond the forecast); far below it (a summer under a winter's
+  annual peak) the grid refills only the peak reserve: energy bought to be kept is bought back at a loss when
+  it is spent, and it takes the room of the PV surplus;
 - in the cheapest hours of a time-of-use tariff whose spread pays for the round trip, the grid fills the
   battery under the limit, leaving room for the PV surplus expected before the dearer hours; in the dearer hours
   the grid refills only the peak reserve.
@@ -18,6 +22,7 @@ battery's power from below, so shifting only chooses within what peak shaving le
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller_module.core.tariff import Tariff
@@ -79,9 +84,22 @@ def pv_surplus_kwh(net_kw: list[float], charge_efficiency: float) -> float:
     return sum(max(0.0, -x) for x in net_kw) * STEP_H * charge_efficiency
 
 
+# the coming load "comes near" what a demand charge bills already above this share of it (core/controller.py)
+NEAR_BILLED_SHARE = 0.6
+
+
+def comes_near_billed(net_kw: list[float], billed_kw: Iterable[float | None]) -> bool:
+    """Does the forecast `net_kw` come near what is billed already (`billed_kw`: per quarter, the lowest billed
+    demand of the charges counting then; None where none counts)? Only then is energy kept from the grid above the
+    peak reserve worth its cost at a flat price: it is the margin for the peaks the forecast does not see. Far
+    below (a summer against a winter's annual peak) it only takes the room of the PV surplus."""
+    return any(billed is not None and x > NEAR_BILLED_SHARE * billed
+               for x, billed in zip(net_kw, billed_kw, strict=True))
+
+
 def shifting_kw(g_free: float, energy_kwh: float, reserve_kwh: float, keep_kwh: float, capacity_kwh: float,
-                max_charge_kw: float, max_discharge_kw: float, headroom_kw: float, prices: Prices, cycle_h: float
-                ) -> float:
+                max_charge_kw: float, max_discharge_kw: float, headroom_kw: float, prices: Prices, cycle_h: float,
+                peaks_near: bool = True) -> float:
     """The battery power shifting prefers (+ discharge), before the peak priority bounds it.
 
     `energy_kwh` is the energy above the floor now, `capacity_kwh` the window between floor and ceiling,
@@ -89,7 +107,7 @@ def shifting_kw(g_free: float, energy_kwh: float, reserve_kwh: float, keep_kwh: 
     dearer hours of a time-of-use tariff: the capacity less the PV surplus expected to refill it before them, so
     that energy spent on import is energy the sun gives back (filled from the grid in the cheap hours, the battery
     exported the noon surplus at a third of the price); `headroom_kw` how far import may rise before the target
-    (inf: nothing billed)."""
+    (inf: nothing billed); `peaks_near`: the coming load comes near what is billed already (comes_near_billed)."""
     if g_free < 0:  # export: store the surplus
         return max(g_free, -max_charge_kw)
     room_kw = max(0.0, headroom_kw)
@@ -100,6 +118,9 @@ def shifting_kw(g_free: float, energy_kwh: float, reserve_kwh: float, keep_kwh: 
     if energy_kwh > keep_kwh:
         # cover the import, no faster than the energy above what is kept lasts this cycle
         return min(g_free, max_discharge_kw, (energy_kwh - keep_kwh) / max(cycle_h, 1e-9))
-    if energy_kwh < keep_kwh:  # the grid refills it under the limit
-        return -min(max_charge_kw, room_kw, (keep_kwh - energy_kwh) / max(cycle_h, 1e-9))
+    # the grid refills it under the limit: to what is kept where buying cheap to spend dear pays or the peaks come
+    # near what is billed; else only the reserve (at a flat price the energy kept is bought back at a loss)
+    fill_kwh = keep_kwh if prices.grid_shift_pays or peaks_near else reserve_kwh
+    if energy_kwh < fill_kwh:
+        return -min(max_charge_kw, room_kw, (fill_kwh - energy_kwh) / max(cycle_h, 1e-9))
     return 0.0

@@ -91,6 +91,10 @@ class DemandCharge(BaseModel):
     def counts_at(self, t: dt.datetime) -> bool:
         return _in_any(self.windows, t)
 
+    def counts_in_month(self, month: int) -> bool:
+        """Does demand count at some time of month `month` (1-12)?"""
+        return not self.windows or any(month in w.months for w in self.windows)
+
     def period_key(self, t: dt.datetime) -> str:
         return f"{t.year:04d}" if self.period == "year" else f"{t.year:04d}-{t.month:02d}"
 
