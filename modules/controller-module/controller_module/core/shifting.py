@@ -99,7 +99,7 @@ def comes_near_billed(net_kw: list[float], billed_kw: Iterable[float | None]) ->
 
 def shifting_kw(g_free: float, energy_kwh: float, reserve_kwh: float, keep_kwh: float, capacity_kwh: float,
                 max_charge_kw: float, max_discharge_kw: float, headroom_kw: float, prices: Prices, cycle_h: float,
-                peaks_near: bool = True) -> float:
+                peaks_near: bool) -> float:
     """The battery power shifting prefers (+ discharge), before the peak priority bounds it.
 
     `energy_kwh` is the energy above the floor now, `capacity_kwh` the window between floor and ceiling,
